@@ -1,0 +1,5 @@
+"""Allow `python -m stackl` as an alias of the `stackl` command."""
+
+from stackl.main import app
+
+app()

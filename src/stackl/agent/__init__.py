@@ -1,0 +1,1 @@
+"""The user-side agent process; talks to the server over HTTP only."""

@@ -1,0 +1,1 @@
+"""Where an agent runs a tool: local, docker, kubernetes, mock."""

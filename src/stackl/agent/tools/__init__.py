@@ -1,0 +1,1 @@
+"""Tools an agent runs: ansible, terraform, packer, shell."""

@@ -1,0 +1,1 @@
+"""New REST API routes, one module per resource."""

@@ -1,0 +1,1 @@
+"""Durable task queue on tables in the datastore's database."""

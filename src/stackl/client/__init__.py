@@ -1,0 +1,1 @@
+"""The async REST client used by the CLI."""

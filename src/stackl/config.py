@@ -1,0 +1,117 @@
+"""Settings of every STACKL process, read once from STACKL_* environment variables.
+
+Nested groups (``STACKL_DATABASE__URL``, ``STACKL_SERVER__PORT``) keep related knobs together; defaults are the
+embedded setup (SQLite in the data directory, auth off on loopback), so nothing needs setting. Nothing here is
+instantiated at import time: a process command builds ``Settings()`` once, CLI flags as init keyword arguments.
+This is the only module that reads ``os.environ``.
+"""
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The server-side data directory when none is configured: ``~/.stackl/data``."""
+    return Path(os.path.expanduser("~")) / ".stackl" / "data"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerSettings(BaseModel):
+    """The API process."""
+
+    host: str = Field("127.0.0.1", description="bind address; a non-loopback address requires auth")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the API and UI")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="request body limit (413 beyond)")
+    max_document_bytes: int = Field(1024 * 1024, ge=1024, description="one document's JSON size limit (413)")
+    request_deadline_s: float = Field(60.0, gt=0, le=600, description="non-long-poll request deadline (503)")
+    worker: bool = Field(True, description="run the worker loop in the server process")
+    agent: bool = Field(True, description="run the embedded agent 'common' in the server process")
+    upgrade: bool = Field(True, description="apply schema migrations at start")
+
+
+class DatabaseSettings(BaseModel):
+    """The one SQL database (documents, revisions, tasks, jobs)."""
+
+    url: str = Field("", description="SQLAlchemy URL; empty = SQLite file stackl.db in the data directory")
+    pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections per process")
+    busy_timeout_s: float = Field(30.0, gt=0, description="SQLite: how long a writer waits for the lock")
+    write_retries: int = Field(5, ge=1, le=100, description="read-modify-write attempts before a 409")
+
+
+class AuthSettings(BaseModel):
+    """API tokens and the authorization policy."""
+
+    enabled: bool | None = Field(None, description="None = off on a loopback bind, on otherwise")
+    insecure: bool = Field(False, description="allow a non-loopback bind without auth (explicit opt-out)")
+
+
+class LoggingSettings(BaseModel):
+    """Log level and format."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="minimum level")
+    format: Literal["auto", "console", "json"] = Field("auto", description="auto = console on a terminal")
+
+
+class SecretSettings(BaseModel):
+    """Encryption of secrets at rest."""
+
+    key: SecretStr | None = Field(None, description="encryption key; none = generated key file in data dir")
+
+
+class Settings(BaseSettings):
+    """Everything a STACKL process can be told; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="STACKL_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="server-side data directory")
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    auth: AuthSettings = AuthSettings()
+    logging: LoggingSettings = LoggingSettings()
+    secrets: SecretSettings = SecretSettings()
+
+    @model_validator(mode="after")
+    def _refuse_open_bind_without_auth(self) -> "Settings":
+        if self.auth.enabled is False and not is_loopback(self.server.host) and not self.auth.insecure:
+            raise ValueError(
+                f"refusing to serve {self.server.host} without authentication: enable auth or pass --insecure"
+            )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Auth is on when set, else on for any non-loopback bind."""
+        if self.auth.enabled is not None:
+            return self.auth.enabled
+        return not is_loopback(self.server.host)
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL in use: the configured one, else the SQLite file in the data directory."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'stackl.db'}"
+
+
+def client_env(name: Literal["url", "token", "config_dir"]) -> str | None:
+    """A client variable (STACKL_URL, STACKL_TOKEN, STACKL_CONFIG_DIR), read for the CLI."""
+    return os.environ.get(f"STACKL_{name.upper()}") or None
+
+
+def client_home() -> Path:
+    """The CLI's home directory (for ~/.stackl)."""
+    return Path(os.path.expanduser("~"))

@@ -1,0 +1,1 @@
+"""DocumentStore port and its adapters; owns the one database schema."""

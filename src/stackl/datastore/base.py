@@ -1,0 +1,225 @@
+"""The DocumentStore port: typed, revisioned documents in one database.
+
+Documents are keyed by (type, name) and stored as JSON bodies (the canonical full view without ``metadata``;
+secret values as given to ``put``). Every write appends a revision: create, update, restore, delete (a
+tombstone). Revisions count from 1 per key and are never reused, so re-creating a deleted document continues
+the numbering. A write whose body equals the current one is a no-op (``action == "unchanged"``).
+
+Concurrency: every write is conditional on the revision the transaction read. A caller's precondition
+(``if_revision``, from ``If-Match``) that does not hold raises ``PreconditionFailed``; losing a race to a
+concurrent writer raises ``RevisionConflict``, after which the caller retries its whole transaction.
+
+References: each write records the documents the body refers to (``references``), so ``referrers`` answers
+"who points at me" with an index lookup instead of scanning every body.
+
+Adapters: ``memory.InMemoryDocumentStore`` (unit tests), ``sql.SqlDocumentStore`` (SQLite and PostgreSQL).
+The contract tests in ``tests/integration/contracts/test_document_store.py`` run against all of them.
+"""
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+
+WriteAction = Literal["create", "update", "restore", "status", "outputs"]
+HistoryAction = Literal["create", "update", "delete", "restore", "status", "outputs"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """The current revision of a document and its metadata."""
+
+    type: str
+    name: str
+    body: dict[str, Any]
+    revision: int
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionEntry:
+    """One entry of a document's history; ``body`` is None for a delete (tombstone)."""
+
+    type: str
+    name: str
+    revision: int
+    action: HistoryAction
+    time: datetime
+    subject: str
+    body: dict[str, Any] | None
+    task_id: str | None = None
+    restored_from: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A reference from one document to another, found at ``path`` in the referring body."""
+
+    to_type: str
+    to_name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A document that refers to another one, and where."""
+
+    type: str
+    name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write did: ``created``, ``updated`` or ``unchanged`` (no new revision), and the result."""
+
+    action: Literal["created", "updated", "unchanged"]
+    document: StoredDocument
+
+
+@dataclass(frozen=True, slots=True)
+class Page[T]:
+    """One page of a listing; ``next_cursor`` is None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A listing of current documents, sorted by (type, name)."""
+
+    types: Sequence[str] = ()
+    name_contains: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Transaction(abc.ABC):
+    """One atomic unit of reads and writes. Commit on clean exit of the context, roll back on error."""
+
+    @abc.abstractmethod
+    async def get(self, *, doc_type: str, name: str) -> StoredDocument | None:
+        """The current revision, or None when the document does not exist (or is deleted)."""
+
+    @abc.abstractmethod
+    async def get_many(self, *, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredDocument]:
+        """The current revisions of several documents at once; missing keys are absent from the result."""
+
+    @abc.abstractmethod
+    async def list(self, query: ListQuery) -> Page[StoredDocument]:
+        """Current documents matching the query, sorted by (type, name).
+
+        Raises:
+            Malformed: the cursor is not one this store issued.
+        """
+
+    @abc.abstractmethod
+    async def put(
+        self,
+        *,
+        doc_type: str,
+        name: str,
+        body: dict[str, Any],
+        subject: str,
+        action: WriteAction | None = None,
+        if_revision: int | None = None,
+        create_only: bool = False,
+        must_exist: bool = False,
+        references: Sequence[Reference] = (),
+        task_id: str | None = None,
+        restored_from: int | None = None,
+    ) -> WriteResult:
+        """Create or replace a document; a body equal to the current one writes nothing.
+
+        ``action`` defaults to ``create`` or ``update`` from the current state.
+
+        Raises:
+            PreconditionFailed: ``if_revision`` is given and is not the current revision (or the document is absent).
+            AlreadyExists: ``create_only`` and the document exists.
+            DocumentNotFound: ``must_exist`` and the document does not exist.
+            RevisionConflict: a concurrent transaction wrote this document first; retry the transaction.
+        """
+
+    @abc.abstractmethod
+    async def delete(
+        self,
+        *,
+        doc_type: str,
+        name: str,
+        subject: str,
+        if_revision: int | None = None,
+        task_id: str | None = None,
+    ) -> int:
+        """Delete a document (append a tombstone revision) and return that revision number.
+
+        Raises:
+            DocumentNotFound: the document does not exist.
+            PreconditionFailed: ``if_revision`` is not the current revision.
+            RevisionConflict: a concurrent transaction wrote this document first.
+        """
+
+    @abc.abstractmethod
+    async def referrers(self, *, doc_type: str, name: str) -> list[Referrer]:
+        """Current documents whose recorded references point at (doc_type, name), sorted by (type, name, path)."""
+
+    @abc.abstractmethod
+    async def history(
+        self, *, doc_type: str, name: str, limit: int | None = None, cursor: str | None = None
+    ) -> Page[RevisionEntry]:
+        """The revision history, newest first.
+
+        Raises:
+            DocumentNotFound: the document never existed.
+            Malformed: bad cursor.
+        """
+
+    @abc.abstractmethod
+    async def revision(self, *, doc_type: str, name: str, revision: int) -> RevisionEntry:
+        """One revision of a document (a tombstone has ``body`` None).
+
+        Raises:
+            DocumentNotFound: the document never existed.
+            RevisionNotFound: no such revision.
+        """
+
+    @abc.abstractmethod
+    async def count(self, *, doc_type: str) -> int:
+        """How many current documents of this type exist."""
+
+
+class DocumentStore(abc.ABC):
+    """The revisioned document datastore; open it with ``async with`` before use."""
+
+    kind: str = "abstract"  # "memory", "sqlite" or "postgresql": shown by /version
+
+    @abc.abstractmethod
+    def transaction(self, *, readonly: bool = False) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction; ``readonly`` ones never take the write lock (SQLite) and must not write.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Check the database answers and the schema is current.
+
+        Raises:
+            StoreUnavailable: it does not.
+        """
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""Pure domain model: documents, names, quantities, targets, revisions. No I/O, no framework."""

@@ -1,0 +1,1 @@
+"""Pure placement engine: decides where each service of an application may run."""

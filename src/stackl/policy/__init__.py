@@ -1,0 +1,1 @@
+"""PolicyEngine port and its adapters (embedded Rego, static fake)."""

@@ -1,0 +1,1 @@
+"""Long-running commands (server, worker, agent, db): wiring only."""

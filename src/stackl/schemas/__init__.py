@@ -1,0 +1,1 @@
+"""Wire models shared by the API and the client."""

@@ -1,0 +1,1 @@
+"""The application layer: every operation STACKL offers, written against ports."""
