@@ -1,7 +1,6 @@
 """Test-suite wide rules: markers from folders, clean environment, and a valid-document factory import path."""
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = Path(str(item.fspath)).relative_to(root).parts
         marker = _FOLDER_MARKERS.get(parts[0]) if len(parts) > 1 else None
         if marker is None:
-            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/e2e")
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live in tests/unit, tests/integration or tests/e2e"
+            )
         item.add_marker(getattr(pytest.mark, marker))
         if "browser" in parts:
             item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No STACKL_/ANSIBLE_/TF_ variable leaks in from the developer's shell; HOME is a fresh directory."""
     for key in list(os.environ):
         if key.startswith(("STACKL_", "ANSIBLE_", "TF_")):
@@ -31,4 +32,3 @@ def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    yield

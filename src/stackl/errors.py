@@ -97,7 +97,9 @@ class MissingReferences(InvalidInput):
             "policy_template": "Policy template",
         }
         lines = [f"{labels.get(t, t.replace('_', ' ').capitalize())}: {n} does not exist" for t, n in missing]
-        errors = [{"loc": ["references", t, n], "msg": "does not exist", "type": "missing"} for t, n in missing]
+        errors = [
+            {"loc": ["references", t, n], "msg": "does not exist", "type": "missing"} for t, n in missing
+        ]
         super().__init__("\n".join(lines), errors=errors)
 
 
@@ -106,7 +108,9 @@ class PolicyError(InvalidInput):
 
     code = "policy_error"
 
-    def __init__(self, message: str | None = None, *, policy: str = "", errors: list[ErrorItem] | None = None):
+    def __init__(
+        self, message: str | None = None, *, policy: str = "", errors: list[ErrorItem] | None = None
+    ):
         self.policy = policy
         super().__init__(message, errors=errors)
 
