@@ -17,12 +17,15 @@ The contract tests in ``tests/integration/contracts/test_document_store.py`` run
 """
 
 import abc
+import builtins
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Generic, Literal, Self, TypeVar
+
+T = TypeVar("T")
 
 WriteAction = Literal["create", "update", "restore", "status", "outputs"]
 HistoryAction = Literal["create", "update", "delete", "restore", "status", "outputs"]
@@ -84,7 +87,7 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Page[T]:
+class Page(Generic[T]):
     """One page of a listing; ``next_cursor`` is None on the last page."""
 
     items: list[T]
@@ -99,6 +102,7 @@ class ListQuery:
     name_contains: str | None = None
     limit: int | None = None
     cursor: str | None = None
+    # Body filters: a dot-separated member path (``source.type``) → the string the body holds there.
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -142,7 +146,8 @@ class Transaction(abc.ABC):
         ``action`` defaults to ``create`` or ``update`` from the current state.
 
         Raises:
-            PreconditionFailed: ``if_revision`` is given and is not the current revision (or the document is absent).
+            PreconditionFailed: ``if_revision`` is given and is not the current revision (or the document is
+                absent).
             AlreadyExists: ``create_only`` and the document exists.
             DocumentNotFound: ``must_exist`` and the document does not exist.
             RevisionConflict: a concurrent transaction wrote this document first; retry the transaction.
@@ -166,9 +171,10 @@ class Transaction(abc.ABC):
             RevisionConflict: a concurrent transaction wrote this document first.
         """
 
+    # ``builtins.list``: in this class body, ``list`` names the method above, not the type.
     @abc.abstractmethod
-    async def referrers(self, *, doc_type: str, name: str) -> list[Referrer]:
-        """Current documents whose recorded references point at (doc_type, name), sorted by (type, name, path)."""
+    async def referrers(self, *, doc_type: str, name: str) -> builtins.list[Referrer]:
+        """Current documents whose recorded references point at (doc_type, name), by (type, name, path)."""
 
     @abc.abstractmethod
     async def history(

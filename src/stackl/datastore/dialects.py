@@ -1,0 +1,251 @@
+"""The only module that knows SQLite from PostgreSQL: engines, transactions, SQL variants and driver errors.
+
+``sql.py`` (and later the broker) writes SQLAlchemy Core once for both databases and asks this module for
+whatever differs, so ``dialect.name`` is read here and nowhere else:
+
+- **Engines.** ``create_engine`` picks the async driver (``aiosqlite``, ``asyncpg``), serialises JSON with
+  ``rules.dumps`` (key order and Unicode kept), and on SQLite installs two connection events, as
+  PLATFORM.md prescribes: on connect, the driver's own transaction handling is switched off
+  (``isolation_level = None``) and the pragmas are set (WAL, ``busy_timeout``, ``foreign_keys``,
+  ``synchronous=NORMAL``); on begin, a write transaction issues ``BEGIN IMMEDIATE`` (it takes the write lock
+  at once, so two writers never both read and then fail to upgrade) and a read-only one a plain ``BEGIN``
+  (WAL readers never wait).
+- **Transactions.** ``Flavour.transaction_options`` marks a transaction read-only for the begin event
+  (SQLite) or for the driver (PostgreSQL ``BEGIN READ ONLY``); SQLite also serialises writers of one process
+  on an asyncio lock, cheaper than SQLite's sleeping busy handler.
+- **SQL variants.** ``INSERT … ON CONFLICT DO NOTHING`` and a case-sensitive substring test.
+- **Errors.** ``wrap_errors`` turns driver errors into STACKL errors: a lost race (a unique violation on
+  PostgreSQL or SQLite, a serialization failure, a deadlock) into ``RevisionConflict``; an unreachable,
+  locked or un-migrated database into ``StoreUnavailable``. Anything else is a bug and propagates as is.
+"""
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from stackl import errors
+from stackl.datastore import rules
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+DEFAULT_DRIVERS = {SQLITE: "sqlite+aiosqlite", POSTGRESQL: "postgresql+asyncpg"}
+READONLY_OPTION = "stackl_readonly"  # execution option read by the SQLite begin event
+SCHEMA_BEHIND = "database schema is behind: run stackl db upgrade"
+
+# PostgreSQL SQLSTATEs (appendix A of its manual).
+_PG_CONFLICTS = {"23505", "40001", "40P01"}  # unique_violation, serialization_failure, deadlock_detected
+_PG_SCHEMA = {"42P01", "42703"}  # undefined_table, undefined_column
+_PG_UNAVAILABLE_CLASSES = ("08", "53", "57P", "3D")  # connection, resources, shutdown, unknown database
+# SQLite primary result codes (sqlite3 ``sqlite_errorname`` starts with them).
+_SQLITE_CONFLICTS = ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE")
+_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL",
+                       "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_PERM")  # fmt: skip
+_SQLITE_SCHEMA = ("no such table", "no such column")
+
+
+def database_url(url: str) -> sa.URL:
+    """The URL with the async driver filled in when none is named (``postgresql://`` → asyncpg).
+
+    Raises:
+        ValueError: the URL names neither SQLite nor PostgreSQL.
+    """
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        backend = POSTGRESQL
+    if backend not in DEFAULT_DRIVERS:
+        raise ValueError(f"unsupported database {backend!r}: STACKL runs on SQLite or PostgreSQL")
+    if "+" not in parsed.drivername:
+        parsed = parsed.set(drivername=DEFAULT_DRIVERS[backend])
+    return parsed
+
+
+def backend(url: str) -> str:
+    """``sqlite`` or ``postgresql``, from a URL."""
+    return database_url(url).get_backend_name()
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the parent directory of a SQLite database file (nothing for PostgreSQL or in-memory SQLite)."""
+    parsed = database_url(url)
+    database = parsed.database or ""
+    if (
+        parsed.get_backend_name() == SQLITE
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+    ):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(
+    url: str, *, pool_size: int = 10, busy_timeout_s: float = 30.0, foreign_keys: bool = True
+) -> AsyncEngine:
+    """An async engine set up for STACKL on either database; dispose of it when done.
+
+    Args:
+        url: SQLAlchemy URL; a bare ``sqlite://`` or ``postgresql://`` gets its async driver.
+        pool_size: connections kept open (and the most this engine opens: no overflow).
+        busy_timeout_s: SQLite: how long a writer waits for another process's write lock.
+        foreign_keys: SQLite: enforce foreign keys; migrations turn this off, since batch mode rebuilds
+            tables that others refer to. PostgreSQL always enforces them.
+    """
+    parsed = database_url(url)
+    common: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": 0,
+        "json_serializer": rules.dumps,
+        "json_deserializer": json.loads,
+    }
+    if parsed.get_backend_name() != SQLITE:
+        return create_async_engine(
+            parsed, connect_args={"server_settings": {"application_name": "stackl"}}, **common
+        )
+    engine = create_async_engine(parsed, connect_args={"timeout": busy_timeout_s}, **common)
+    pragmas = (
+        f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}",  # first: the others may wait for a lock
+        "PRAGMA journal_mode = WAL",  # readers never block the writer, nor it them
+        "PRAGMA synchronous = NORMAL",  # durable at checkpoints; WAL stays consistent on power loss
+        f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own: _on_begin does
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        readonly = connection.get_execution_options().get(READONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+@dataclass(frozen=True, slots=True)
+class Flavour:
+    """What differs between the two databases, for statements written once."""
+
+    kind: str  # "sqlite" or "postgresql"
+
+    @property
+    def serialises_writers(self) -> bool:
+        """Whether one process should queue its write transactions itself (SQLite has one writer)."""
+        return self.kind == SQLITE
+
+    def transaction_options(self, *, readonly: bool) -> dict[str, Any]:
+        """Execution options to set on a connection before it begins a transaction."""
+        if self.kind == SQLITE:
+            return {READONLY_OPTION: readonly}
+        return {"postgresql_readonly": True} if readonly else {}
+
+    def insert_if_absent(self, table: sa.Table) -> sa.Insert:
+        """``INSERT … ON CONFLICT DO NOTHING``: a lost race inserts nothing; the transaction stays usable."""
+        if self.kind == SQLITE:
+            return sqlite.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
+        """A case-sensitive substring test (SQLite's LIKE ignores ASCII case; needs no escaping either)."""
+        position = sa.func.instr(column, needle) if self.kind == SQLITE else sa.func.strpos(column, needle)
+        return position > 0
+
+
+def flavour(dialect: Dialect) -> Flavour:
+    """The Flavour of a connection's or engine's dialect.
+
+    Raises:
+        ValueError: neither SQLite nor PostgreSQL.
+    """
+    if dialect.name not in (SQLITE, POSTGRESQL):
+        raise ValueError(f"unsupported database {dialect.name!r}: STACKL runs on SQLite or PostgreSQL")
+    return Flavour(kind=dialect.name)
+
+
+def bytewise_text(length: int | None = None) -> sa.types.TypeEngine[str]:
+    """A string type (``Text`` without a length) that sorts bytewise on both databases, as Python sorts str.
+
+    SQLite compares text bytewise (BINARY) already; PostgreSQL sorts by the database's locale unless the
+    column says ``COLLATE "C"``, which would order ``Web`` and ``web`` differently from the fake and make
+    listings depend on how the server was installed.
+    """
+    if length is None:
+        return sa.Text().with_variant(sa.Text(collation="C"), POSTGRESQL)
+    return sa.String(length).with_variant(sa.String(length, collation="C"), POSTGRESQL)
+
+
+def renders_as_batch(dialect: Dialect) -> bool:
+    """Whether Alembic must rebuild tables to alter them (SQLite's ALTER TABLE is too limited)."""
+    return dialect.name == SQLITE
+
+
+def check_foreign_keys(connection: sa.Connection) -> None:
+    """After a migration on SQLite (run with foreign keys off), fail if it left a dangling foreign key.
+
+    Raises:
+        RuntimeError: rows violate a foreign key.
+    """
+    if connection.dialect.name == SQLITE:
+        violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if violations:
+            raise RuntimeError(f"migration left {len(violations)} foreign key violations: {violations[:5]}")
+
+
+def translate(exc: BaseException) -> errors.StacklError | None:
+    """The STACKL error a driver or pool error means, or None when it means a bug."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return errors.StoreUnavailable("no database connection became free in time")
+    if isinstance(exc, (OSError, TimeoutError)):  # connection refused, unknown host, connect timeout
+        return errors.StoreUnavailable(f"the database cannot be reached: {exc}")
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    orig = exc.orig
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    sqlite_code = str(getattr(orig, "sqlite_errorname", None) or "")
+    message = str(orig)
+    if sqlstate in _PG_CONFLICTS or sqlite_code.startswith(_SQLITE_CONFLICTS):
+        return errors.RevisionConflict(f"a concurrent transaction won: {message}")
+    if sqlstate in _PG_SCHEMA or (sqlite_code == "SQLITE_ERROR" and message.startswith(_SQLITE_SCHEMA)):
+        return errors.StoreUnavailable(f"{SCHEMA_BEHIND} ({message})")
+    if (
+        exc.connection_invalidated
+        or sqlstate.startswith(_PG_UNAVAILABLE_CLASSES)
+        or sqlite_code.startswith(_SQLITE_UNAVAILABLE)
+        or isinstance(exc, sa_exc.InterfaceError)
+        or (isinstance(exc, sa_exc.OperationalError) and not sqlstate and not sqlite_code)
+    ):
+        return errors.StoreUnavailable(f"the database is unavailable: {message}")
+    return None
+
+
+@contextmanager
+def wrap_errors() -> Iterator[None]:
+    """Raise the STACKL error a database error means (``raise … from exc``); let other errors through.
+
+    Raises:
+        RevisionConflict: a concurrent transaction wrote the same row first.
+        StoreUnavailable: the database cannot be reached, stayed locked, or lacks the current schema.
+    """
+    try:
+        yield
+    except errors.StacklError:
+        raise
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        translated = translate(exc)
+        if translated is None:
+            raise
+        raise translated from exc

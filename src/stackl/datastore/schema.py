@@ -1,0 +1,118 @@
+"""The one SQLAlchemy ``MetaData`` of STACKL's database, shared by the datastore, the broker and Alembic.
+
+Alembic revisions under ``migrations/versions`` create exactly these tables, and the migration tests compare
+the migrated database with this metadata, so a table changed here without a migration fails the build.
+
+Tables:
+
+- ``documents``: the current state of each key (type, name). A delete keeps the row as a tombstone
+  (``deleted``) so that its revision counter survives and a re-created document continues the numbering;
+  every write is conditional on ``revision``. Rows are never removed, so the foreign keys of the other two
+  tables need no cascade.
+- ``revisions``: the history, one row per revision, appended by every write; a delete's row has no body.
+- ``doc_references``: the references of each current document, replaced on each write and removed on
+  delete, indexed by target so "who refers to me" is an index lookup rather than a scan of bodies.
+
+Bodies are JSON *text*: ``JSON`` is PostgreSQL's ``json`` type (not ``jsonb``), which keeps the submitted
+text and so its key order (spec/documents.md §2.3), and text on SQLite; the engine serialises with
+``rules.dumps`` (see ``dialects.create_engine``). Times are aware UTC datetimes in both directions
+(``UtcDateTime``), though SQLite stores them without a zone.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from stackl.datastore import dialects
+
+NAME_LENGTH = 255  # types, names and subjects; spec/documents.md §2.2 allows 128-character names
+ID_LENGTH = 64  # task ids (26-character ULIDs, room for other id schemes)
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database, including SQLite, which stores no zone.
+
+    Writes refuse naive datetimes (every STACKL time comes aware from the Clock) and store UTC; reads
+    always return aware UTC, whatever the driver gives back.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: STACKL stores aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))  # text drivers
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _key() -> sa.types.TypeEngine[str]:
+    # Keys sort bytewise on both databases (listings, cursors and referrers follow that order).
+    return dialects.bytewise_text(NAME_LENGTH)
+
+
+def _body(*, nullable: bool) -> sa.JSON:
+    # none_as_null: a tombstone's missing body is SQL NULL, not the JSON text "null".
+    return sa.JSON(none_as_null=nullable)
+
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("type", _key(), primary_key=True),
+    sa.Column("name", _key(), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("body", _body(nullable=False), nullable=False),  # ``{}`` while a tombstone
+    sa.Column("deleted", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(NAME_LENGTH), nullable=False),
+)
+
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("type", _key(), primary_key=True),
+    sa.Column("name", _key(), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("subject", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("task_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("restored_from", sa.Integer, nullable=True),
+    sa.Column("body", _body(nullable=True), nullable=True),  # NULL for a delete
+    sa.ForeignKeyConstraint(["type", "name"], ["documents.type", "documents.name"]),
+)
+
+doc_references = sa.Table(
+    "doc_references",
+    metadata,
+    sa.Column("from_type", _key(), primary_key=True),
+    sa.Column("from_name", _key(), primary_key=True),
+    sa.Column("path", dialects.bytewise_text(), primary_key=True),
+    sa.Column("to_type", _key(), primary_key=True),
+    sa.Column("to_name", _key(), primary_key=True),
+    # The referring document must exist; the referred one need not (dangling references are allowed).
+    sa.ForeignKeyConstraint(["from_type", "from_name"], ["documents.type", "documents.name"]),
+    sa.Index("ix_doc_references_to", "to_type", "to_name"),
+)
