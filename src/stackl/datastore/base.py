@@ -111,7 +111,12 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     async def get(self, *, doc_type: str, name: str) -> StoredDocument | None:
-        """The current revision, or None when the document does not exist (or is deleted)."""
+        """The current revision, or None when the document does not exist (or is deleted).
+
+        In a write transaction the document is held for it until commit (PostgreSQL ``FOR UPDATE``; the
+        other adapters serialise writers): concurrent read-modify-writes of one document queue up.
+        ``get_many`` takes no such hold: a write based on it may still end in ``RevisionConflict``.
+        """
 
     @abc.abstractmethod
     async def get_many(self, *, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredDocument]:

@@ -62,6 +62,9 @@ _HAS_REFERENCES = (  # a write of a document that has no recorded references ski
 # columns from the names of the other parameters.
 _SELECT_MANY = sa.select(*documents.c, _HAS_REFERENCES).where(documents.c.type == _T)
 _SELECT_ONE = _SELECT_MANY.where(documents.c.name == _N)
+# In a write transaction the row is locked as it is read (PostgreSQL; SQLite has one writer anyway), so that
+# concurrent read-modify-writes of one document queue instead of failing their conditional write.
+_SELECT_ONE_FOR_WRITE = _SELECT_ONE.with_for_update()
 _UPDATE_AT_REVISION = documents.update().where(
     documents.c.type == _T, documents.c.name == _N, documents.c.revision == _R
 )
@@ -223,7 +226,8 @@ class SqlTransaction(Transaction):
 
     async def _read(self, key: Key) -> _Seen | None:
         if key not in self._seen:
-            row = (await self._execute(_SELECT_ONE, _key(key))).first()
+            statement = _SELECT_ONE if self._readonly else _SELECT_ONE_FOR_WRITE
+            row = (await self._execute(statement, _key(key))).first()
             if row is None:
                 self._seen[key] = None
             else:

@@ -564,8 +564,8 @@ async def test_a_write_based_on_a_stale_read_is_a_revision_conflict(pg_store: Do
     # Only PostgreSQL lets two write transactions overlap; SQLite and the fake queue them.
     await put(pg_store, "service", "web", {"v": 1})
     async with pg_store.transaction() as slow:
-        assert await slow.get(doc_type="service", name="web") is not None
-        assert await slow.get(doc_type="service", name="db") is None
+        seen = await slow.get_many(keys=[("service", "web"), ("service", "db")])  # reads without a hold
+        assert set(seen) == {("service", "web")}
         await put(pg_store, "service", "web", {"v": 2}, subject="fast")
         await put(pg_store, "service", "db", {"v": 1}, subject="fast")
         with pytest.raises(errors.RevisionConflict):
@@ -580,6 +580,22 @@ async def test_a_write_based_on_a_stale_read_is_a_revision_conflict(pg_store: Do
         ("service", "web"): (2, {"v": 2}, "fast"),
         ("service", "db"): (1, {"v": 1}, "fast"),
     }
+
+
+async def test_get_in_a_write_transaction_holds_the_document_until_commit(pg_store: DocumentStore) -> None:
+    await put(pg_store, "service", "web", {"v": 1})
+    async with pg_store.transaction() as first:
+        current = await first.get(doc_type="service", name="web")
+        assert current is not None
+        second = asyncio.create_task(put(pg_store, "service", "web", {"v": "second"}, subject="second"))
+        await asyncio.sleep(0.3)
+        assert not second.done()  # queued behind the first writer's hold, not failed
+        await first.put(doc_type="service", name="web", body={"v": "first"}, subject="first")
+    result = await asyncio.wait_for(second, timeout=10)
+    assert result.document.revision == 3
+    async with pg_store.transaction(readonly=True) as tx:
+        history = await tx.history(doc_type="service", name="web")
+    assert [entry.subject for entry in history.items][:2] == ["second", "first"]
 
 
 @pytest.fixture(params=adapters.SQL_KINDS)
