@@ -1,0 +1,134 @@
+"""``stackl apply -d DIR``: every document of a directory in one bulk apply (spec/cli.md §4.1).
+
+STACKL 0.5 uploaded file by file and stopped half way at the first error; here all documents are checked
+locally (name, type), then sent in **one** ``POST /documents``, which applies all of them or none, in any
+order. Server errors are reported against the file each document came from. ``--dry-run`` validates and
+reports without writing; ``--diff`` shows each change as a YAML diff. The same change rendering serves
+``stackl diff -d``.
+
+``apply -c MANIFEST INSTANCE`` (instance create-or-update, spec/cli.md §4.2) is added to this command with the
+instance commands; until then ``-d`` is required.
+"""
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any
+
+import jsonpatch
+import typer
+
+from stackl import errors
+from stackl.cli import context, exits, files, kinds, output
+from stackl.client.client import JsonDict, StacklClient
+
+READ_ONLY_FIELDS = ("metadata", "infrastructure_capabilities")
+
+
+def apply(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "-d",
+            "--directory",
+            exists=True,
+            help="Directory (searched recursively for *.yml, *.yaml, *.json) or single file of documents.",
+        ),
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; write nothing.")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show each change as a YAML diff.")] = False,
+) -> None:
+    """Create or update every document of DIR in one all-or-nothing bulk apply."""
+    opts = context.options(ctx)
+    with exits.reporting(quiet=opts.quiet):
+        docs, sources = files.load(directory)
+
+    async def work(client: StacklClient) -> None:
+        results = await bulk_apply(client, docs, sources, dry_run=dry_run, diff=diff)
+        for result in results:
+            typer.echo(
+                f"{result.get('action', '?')} {result.get('type', '?')} {result.get('name', '?')} "
+                f"(revision {result.get('revision', '?')})"
+            )
+        if diff:
+            await show_changes(client, results, applied=not dry_run, no_color=opts.no_color)
+        report_warnings(client, results, sources, quiet=opts.quiet)
+        if dry_run:
+            output.info("Dry run: nothing was written.", quiet=opts.quiet)
+
+    context.run(ctx, work)
+
+
+async def bulk_apply(
+    client: StacklClient, docs: list[JsonDict], sources: list[files.Source], *, dry_run: bool, diff: bool
+) -> list[JsonDict]:
+    """The bulk apply's results; a server error has its ``loc`` indexes turned into file names."""
+    try:
+        response = await client.apply_documents(docs, dry_run=dry_run, diff=diff)
+    except errors.StacklError as exc:
+        raise files.relabel(exc, sources) from None
+    return [dict(r) for r in response.get("results", [])]
+
+
+def report_warnings(
+    client: StacklClient, results: list[JsonDict], sources: list[files.Source], *, quiet: bool
+) -> None:
+    """Each document's warnings (dangling references…), named by file; header copies are not repeated."""
+    for result in results:
+        index = result.get("index")
+        where = sources[index].label() if isinstance(index, int) and 0 <= index < len(sources) else "?"
+        for warning in result.get("warnings") or []:
+            if warning in client.warnings:
+                client.warnings.remove(warning)
+            output.info(
+                f"warning: {result.get('type')} {result.get('name')} ({where}): {warning}", quiet=quiet
+            )
+
+
+async def show_changes(
+    client: StacklClient, results: list[JsonDict], *, applied: bool, no_color: bool
+) -> int:
+    """Print a YAML diff for every result that changes something; return how many do.
+
+    Args:
+        client: the open client.
+        results: bulk-apply results with their ``patch``.
+        applied: the results were written (the stored document before them is the previous revision).
+        no_color: no colour even on a terminal.
+    """
+    changed = 0
+    for result in results:
+        if result.get("action") == "unchanged" or not result.get("patch"):
+            continue
+        changed += 1
+        output.print_diff(await change_diff(client, result, applied=applied), no_color=no_color)
+    return changed
+
+
+async def change_diff(client: StacklClient, result: JsonDict, *, applied: bool) -> str:
+    """The unified YAML diff of one bulk-apply result: the document before, then with the patch applied.
+
+    The API returns an RFC 6902 patch (secrets masked) from the document as it was, so that document is read
+    (masked the same way): the current one for a dry run, the previous revision once applied. When the patch
+    does not apply to it, the patch itself is shown.
+    """
+    doc_type, name, patch = str(result.get("type")), str(result.get("name")), result.get("patch") or []
+    label = f"{kinds.kind_of(doc_type)}/{name}"
+    before: Any = {}
+    if result.get("action") != "created":
+        revision = result.get("revision")
+        previous = revision - 1 if applied and isinstance(revision, int) and revision > 1 else None
+        try:
+            before = await client.get_document(doc_type, name, revision=previous)
+        except errors.NotFound:
+            before = {}
+        for field in READ_ONLY_FIELDS:  # computed on read, so never part of a change
+            if not any(str(op.get("path", "")).startswith(f"/{field}") for op in patch):
+                before.pop(field, None)
+    try:
+        after = jsonpatch.apply_patch(before, patch)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, ValueError):
+        return f"# {label}: changes (RFC 6902)\n{output.dump_yaml(patch)}"
+    old = output.dump_yaml(before).splitlines(keepends=True) if before else []
+    new = output.dump_yaml(after).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(old, new, f"{label} (stored)", f"{label} (new)"))
