@@ -1,0 +1,49 @@
+"""Composition root: picks, opens and closes the concrete adapters for a process's settings.
+
+The only module outside the adapter packages that imports concrete adapters (checked by import-linter), so
+swapping SQLite for PostgreSQL, or a fake for a real engine, is a settings change and nothing else.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from stackl.config import Settings
+from stackl.datastore import migrate
+from stackl.datastore.sql import SqlDocumentStore
+from stackl.domain.clock import Clock, SystemClock
+from stackl.usecases.ports import Ports
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory (private to its owner) when the embedded SQLite default is used."""
+    if not settings.database.url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+async def upgrade_schema(settings: Settings) -> None:
+    """Apply pending migrations to the configured database.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached.
+    """
+    prepare_data_dir(settings)
+    await migrate.upgrade(settings.database_url)
+
+
+@asynccontextmanager
+async def open_ports(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Ports]:
+    """Open every adapter the settings ask for, yield them as Ports, close them on exit.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached.
+    """
+    clock = clock or SystemClock()
+    prepare_data_dir(settings)
+    store = SqlDocumentStore(
+        settings.database_url,
+        clock=clock,
+        pool_size=settings.database.pool_size,
+        busy_timeout_s=settings.database.busy_timeout_s,
+    )
+    async with store:
+        yield Ports(store=store, clock=clock, write_retries=settings.database.write_retries)

@@ -1,0 +1,51 @@
+"""`stackl demo`, the README's first command: a real server process with the bundled example loaded."""
+
+import socket
+import subprocess
+from pathlib import Path
+
+from tests.e2e.conftest import STACKL, free_port, process_env
+
+EXAMPLE_DOCUMENTS = 9
+
+
+def run_demo(tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*STACKL, "demo", "--exit", "--port", str(free_port()), "--data-dir", str(data_dir)],
+        env=process_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_demo_loads_the_example_then_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    first = run_demo(tmp_path, data_dir)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("  created   ") == EXAMPLE_DOCUMENTS, first.stdout
+    assert "stack_application_template web_shop" in first.stdout
+    assert "Traceback" not in first.stderr
+    assert (data_dir / "stackl.db").is_file()
+
+    again = run_demo(tmp_path, data_dir)  # the data survives; applying the same example changes nothing
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("  unchanged ") == EXAMPLE_DOCUMENTS, again.stdout
+
+
+def test_demo_reports_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*STACKL, "demo", "--exit", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+            env=process_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "port already in use" in result.stderr
