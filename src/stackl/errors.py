@@ -32,6 +32,7 @@ Each class's docstring is its default message; attributes carry the structured d
     ├── Unavailable                        503
     │   ├── StoreUnavailable
     │   ├── BrokerUnavailable
+    │   ├── PolicyEngineUnavailable
     │   └── ServerUnreachable
     ├── OperationFailed                    CLI only: an awaited task failed
     ├── WaitTimedOut                       CLI only: --timeout passed
@@ -109,10 +110,19 @@ class PolicyError(InvalidInput):
     code = "policy_error"
 
     def __init__(
-        self, message: str | None = None, *, policy: str = "", errors: list[ErrorItem] | None = None
+        self,
+        message: str | None = None,
+        *,
+        policy: str = "",
+        errors: list[ErrorItem] | None = None,
+        explanation: dict[str, Any] | None = None,
     ):
         self.policy = policy
+        self.explanation = explanation  # the placement explanation so far, when placement was running
         super().__init__(message, errors=errors)
+
+    def extra(self) -> dict[str, Any]:
+        return {"explanation": self.explanation} if self.explanation is not None else {}
 
 
 class PlacementFailed(InvalidInput):
@@ -302,6 +312,10 @@ class BrokerUnavailable(Unavailable):
 
 class ServerUnreachable(Unavailable):
     """The STACKL server cannot be reached."""
+
+
+class PolicyEngineUnavailable(Unavailable):
+    """The policy engine is unavailable."""
 
 
 # --- client-side outcomes --------------------------------------------------------------------------------
