@@ -1,0 +1,76 @@
+"""Stack-instance requests: the create, update and plan bodies of api.md A.8 / B.2, validated strictly.
+
+STACKL 0.5 defaulted a missing instance name to ``default_test_instance`` and the templates to ``stackl`` /
+``web``, so an empty body created a demo instance; here those fields are required and every field is checked
+with the same building blocks as the documents, so a 422 names the field at fault (``replicas.web``).
+"""
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from stackl import errors
+from stackl.domain import configs, fields
+
+Operation = Literal["create", "update", "delete"]
+
+
+class InstanceRequest(fields.DocumentPart):
+    """A create (POST), update (PUT) or plan body; which fields are required depends on the operation."""
+
+    stack_instance_name: fields.DocumentName
+    stack_infrastructure_template: fields.DocumentName | None = None
+    stack_application_template: fields.DocumentName | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, Any] = Field(default_factory=dict)
+    service_params: dict[fields.Alias, dict[str, Any]] = Field(default_factory=dict)
+    service_secrets: dict[fields.Alias, dict[str, Any]] = Field(default_factory=dict)
+    tags: fields.Scalars | None = None
+    replicas: dict[fields.Alias, int] = Field(default_factory=dict)
+    services: list[configs.ApplicationService] | None = None
+    stages: list[configs.Stage] = Field(default_factory=list)
+    rollback: bool | None = None
+    deleted: bool | None = None  # legacy: accepted and ignored
+    disable_invocation: bool = False
+    force_rerun: bool = False
+    operation: Operation | None = None  # plan only
+
+
+def parse_request(body: object, *, operation: Operation | None = None, plan: bool = False) -> InstanceRequest:
+    """Validate a request body; ``operation`` is the endpoint's (None: the plan body says, or it is inferred).
+
+    Raises:
+        InvalidDocument: every problem at once, each ``loc`` starting at ``body``.
+    """
+    if not isinstance(body, dict):
+        raise errors.InvalidDocument(
+            "the body must be an object",
+            errors=[{"loc": ["body"], "msg": "must be an object", "type": "type"}],
+        )
+    problems: list[errors.ErrorItem] = []
+    if not plan and "operation" in body:
+        problems.append({"loc": ["body", "operation"], "msg": "unknown field", "type": "extra_forbidden"})
+    request: InstanceRequest | None = None
+    try:
+        request = InstanceRequest.model_validate(body)
+    except ValidationError as exc:
+        problems.extend({**e, "loc": ["body", *e["loc"]]} for e in fields.translate(exc))
+    wanted = operation or (request.operation if request else None)
+    if request is not None and wanted == "create":
+        for key in ("stack_infrastructure_template", "stack_application_template"):
+            if getattr(request, key) is None:
+                problems.append({"loc": ["body", key], "msg": "field required", "type": "missing"})
+    if request is not None:
+        for alias, count in request.replicas.items():
+            if count < 0:
+                problems.append(
+                    {
+                        "loc": ["body", "replicas", alias],
+                        "msg": "must be 0 or more",
+                        "type": "greater_than_equal",
+                    }
+                )
+    if problems or request is None:
+        parts = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in problems]
+        raise errors.InvalidDocument(f"{len(problems)} error(s): {'; '.join(parts)}", errors=problems)
+    return request
