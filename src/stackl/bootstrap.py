@@ -11,6 +11,7 @@ from stackl.config import Settings
 from stackl.datastore import migrate
 from stackl.datastore.sql import SqlDocumentStore
 from stackl.domain.clock import Clock, SystemClock
+from stackl.policy.rego import RegoPolicyEngine
 from stackl.usecases.ports import Ports
 
 
@@ -45,5 +46,15 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
         pool_size=settings.database.pool_size,
         busy_timeout_s=settings.database.busy_timeout_s,
     )
-    async with store:
-        yield Ports(store=store, clock=clock, write_retries=settings.database.write_retries)
+    policies = RegoPolicyEngine(max_workers=settings.policy.threads)
+    try:
+        async with store:
+            yield Ports(
+                store=store,
+                policies=policies,
+                clock=clock,
+                write_retries=settings.database.write_retries,
+                policy_timeout_s=settings.policy.timeout_s,
+            )
+    finally:
+        policies.close()

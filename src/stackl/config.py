@@ -66,6 +66,13 @@ class LoggingSettings(BaseModel):
     format: Literal["auto", "console", "json"] = Field("auto", description="auto = console on a terminal")
 
 
+class PolicySettings(BaseModel):
+    """The embedded Rego engine."""
+
+    timeout_s: float = Field(5.0, gt=0, le=300, description="limit of one policy evaluation (422 beyond)")
+    threads: int = Field(4, ge=1, le=64, description="evaluation threads, each with its own interpreters")
+
+
 class SecretSettings(BaseModel):
     """Encryption of secrets at rest."""
 
@@ -82,6 +89,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
+    policy: PolicySettings = PolicySettings()
     secrets: SecretSettings = SecretSettings()
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from stackl import __version__
-from stackl.cli import apply, connect, context, create, delete, edit, get, history, info
+from stackl.cli import apply, connect, context, create, delete, edit, get, history, info, plan, policy
 
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         "history": history.history,
         "diff": history.diff,
         "restore": history.restore,
+        "plan": plan.plan,
     }
     for name, command in commands.items():
         app.command(name, context_settings=HELP_SETTINGS)(command)
@@ -40,6 +41,11 @@ def register(app: typer.Typer) -> None:
     create_group.command("snapshot", context_settings=HELP_SETTINGS)(create.snapshot)
     create_group.command("policy", context_settings=HELP_SETTINGS)(create.policy)
     app.add_typer(create_group, name="create", context_settings=HELP_SETTINGS)
+    policy_group = typer.Typer(
+        name="policy", help="Evaluate Rego policies on the server.", no_args_is_help=True
+    )
+    policy_group.command("eval", context_settings=HELP_SETTINGS)(policy.evaluate)
+    app.add_typer(policy_group, name="policy", context_settings=HELP_SETTINGS)
 
 
 def _print_version(value: bool) -> None:

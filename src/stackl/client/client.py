@@ -240,6 +240,15 @@ class StacklClient:
         """``PUT /policy_templates``: create or replace a policy template (422 ``policy_error``)."""
         return dict(await self._json("PUT", "/policy_templates", body=body))
 
+    # --- placement and policies ------------------------------------------------------------------------
+    async def plan_instance(self, body: JsonDict) -> JsonDict:
+        """``POST /stack_instances/plan``: placement, explanation and step plan; nothing is written."""
+        return dict(await self._json("POST", "/stack_instances/plan", body=body))
+
+    async def evaluate_policy(self, body: JsonDict) -> JsonDict:
+        """``POST /policies/evaluate``: ``{defined, result, package, template_revision, duration_ms}``."""
+        return dict(await self._json("POST", "/policies/evaluate", body=body))
+
     # --- plumbing --------------------------------------------------------------------------------------
     @staticmethod
     def _doc_path(doc_type: str, name: str) -> str:

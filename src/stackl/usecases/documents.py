@@ -23,6 +23,7 @@ from stackl.datastore.base import (
     WriteResult,
 )
 from stackl.domain import documents, revisions, targets
+from stackl.usecases import policies as policy_cases
 from stackl.usecases.ports import Ports
 
 T = TypeVar("T")
@@ -161,6 +162,8 @@ async def write(
         check_writable(doc_type)
     elif isinstance(raw, Mapping) and isinstance(raw.get("type"), str) and raw["type"] in READ_ONLY_TYPES:
         check_writable(raw["type"])
+    if isinstance(raw, Mapping) and (doc_type or raw.get("type")) == "policy_template":
+        await policy_cases.check_template(ports, raw)  # compiled outside the write transaction
 
     async def work(tx: Transaction) -> Written:
         body, stored = await _prepare(tx, raw, doc_type=doc_type, legacy=legacy)
@@ -217,6 +220,8 @@ async def patch(
         current = documents.mask_secrets(stored.body)
         merged = revisions.merge_patch(current, {k: v for k, v in merge.items() if k != "metadata"})
         body = documents.keep_masked_secrets(documents.validate(merged, doc_type=doc_type), stored.body)
+        if doc_type == "policy_template":
+            await policy_cases.check_template(ports, body)
         refs = _references(body)
         result = await tx.put(
             doc_type=doc_type, name=name, body=body, subject=subject, if_revision=if_revision, references=refs
@@ -418,6 +423,11 @@ async def apply_many(
             problems.append(
                 {"loc": [index, "type"], "msg": f"{t} documents cannot be applied", "type": "enum"}
             )
+        elif t == "policy_template" and isinstance(raw, Mapping):
+            try:
+                await policy_cases.check_template(ports, raw)
+            except errors.PolicyError as exc:
+                problems.extend({**e, "loc": [index, *e["loc"]]} for e in exc.errors)
 
     class _Rollback(Exception):
         """Raised inside the transaction to discard a dry run."""

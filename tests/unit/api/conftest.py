@@ -10,13 +10,16 @@ from fastapi import FastAPI
 from stackl.api.app import create_app
 from stackl.config import Settings
 from stackl.datastore.memory import InMemoryDocumentStore
+from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases.ports import Ports
 
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
     async with InMemoryDocumentStore() as store:
-        yield create_app(Settings(data_dir=tmp_path / "data"), Ports(store=store))
+        yield create_app(
+            Settings(data_dir=tmp_path / "data"), Ports(store=store, policies=StaticPolicyEngine())
+        )
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from tests import factories
 from stackl.api.app import create_app
 from stackl.config import Settings
 from stackl.datastore.memory import InMemoryDocumentStore
+from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases.ports import Ports
 
 WRITE_PATHS = [
@@ -92,7 +93,7 @@ class SyncClient:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[SyncClient]:
     store = InMemoryDocumentStore()
-    app = create_app(Settings(data_dir=tmp_path / "data"), Ports(store=store))
+    app = create_app(Settings(data_dir=tmp_path / "data"), Ports(store=store, policies=StaticPolicyEngine()))
     with asyncio.Runner() as runner:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
         http = httpx.AsyncClient(transport=transport, base_url="http://stackl.test")
