@@ -150,7 +150,17 @@ class _Placer:
         )
 
     def evaluate(self, policy: Policy, rule: str, input_doc: Mapping[str, Any]) -> PolicyDecision:
-        return self.engine.evaluate(policy, rule, input_doc, timeout_s=self.request.policy_timeout_s)
+        try:
+            return self.engine.evaluate(policy, rule, input_doc, timeout_s=self.request.policy_timeout_s)
+        except errors.PolicyError as exc:
+            # The engine names the policy; lifecycle.md §3.13 adds the kind and, for an overrun, the input size.
+            prefix = f"policy {policy.name} "
+            if not exc.message.startswith(prefix) or exc.message.startswith(f"{prefix}({rule})"):
+                raise
+            rest = exc.message[len(prefix) :]
+            if rest.startswith("did not finish"):
+                rest += f" on {len(self.request.targets)} targets"
+            raise errors.PolicyError(f"{prefix}({rule}) {rest}", policy=policy.name, errors=exc.errors) from None
 
     # --- step 4: native checks, or the user's orchestration policy ---------------------------------------
 

@@ -354,3 +354,21 @@ def test_the_explanation_example() -> None:
             },
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        ("policy p did not finish within 5 s", "policy p (solutions) did not finish within 5 s on 2 targets"),
+        ("policy p failed: conflicting rules", "policy p (solutions) failed: conflicting rules"),
+    ],
+)
+def test_engine_failures_name_the_policy_and_its_kind(raised: str, expected: str) -> None:
+    def failing(_rule: str, _input: Mapping[str, Any]) -> Any:
+        raise errors.PolicyError(raised, policy="p")
+
+    uses = [SatPolicyUse(policy("p"), {"service": "web"})]
+    with pytest.raises(errors.PolicyError) as caught:
+        place(request([service("web")], {A: target(), B: target()}, sat=uses), _engine(p=failing))
+    assert caught.value.message == expected
+    assert caught.value.explanation is not None  # the explanation so far travels with the 422
