@@ -14,14 +14,17 @@ whatever differs, so ``dialect.name`` is read here and nowhere else:
   (SQLite) or for the driver (PostgreSQL ``BEGIN READ ONLY``); SQLite also serialises writers of one process
   on an asyncio lock, cheaper than SQLite's sleeping busy handler.
 - **SQL variants.** ``INSERT … ON CONFLICT DO NOTHING`` and a case-sensitive substring test.
+- **Queue (the broker).** ``FOR UPDATE SKIP LOCKED`` in the claim's subquery on PostgreSQL (SQLite's
+  ``BEGIN IMMEDIATE`` already makes the claim exclusive); ``pg_notify`` in the enqueuing transaction and
+  ``listen`` on a dedicated connection, so waiting claimers wake at commit; SQLite waiters poll.
 - **Errors.** ``wrap_errors`` turns driver errors into STACKL errors: a lost race (a unique violation on
   PostgreSQL or SQLite, a serialization failure, a deadlock) into ``RevisionConflict``; an unreachable,
   locked or un-migrated database into ``StoreUnavailable``. Anything else is a bug and propagates as is.
 """
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +162,21 @@ class Flavour:
             return sqlite.insert(table).on_conflict_do_nothing()
         return postgresql.insert(table).on_conflict_do_nothing()
 
+    @property
+    def notifies(self) -> bool:
+        """Whether the database can wake listeners of other sessions (PostgreSQL ``LISTEN/NOTIFY``)."""
+        return self.kind == POSTGRESQL
+
+    def lock_for_claim(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        """Skip rows other claimers hold on PostgreSQL; on SQLite, ``BEGIN IMMEDIATE`` serialises writers."""
+        return select.with_for_update(skip_locked=True) if self.kind == POSTGRESQL else select
+
+    def notify(self, channel: str, payload: str) -> sa.Select[Any] | None:
+        """The statement that wakes the channel's listeners when its transaction commits (None: no NOTIFY)."""
+        if self.kind != POSTGRESQL:
+            return None
+        return sa.select(sa.func.pg_notify(sa.literal(channel), sa.literal(payload)))
+
     def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
         """A case-sensitive substring test (SQLite's LIKE ignores ASCII case; needs no escaping either)."""
         position = sa.func.instr(column, needle) if self.kind == SQLITE else sa.func.strpos(column, needle)
@@ -174,6 +192,47 @@ def flavour(dialect: Dialect) -> Flavour:
     if dialect.name not in (SQLITE, POSTGRESQL):
         raise ValueError(f"unsupported database {dialect.name!r}: STACKL runs on SQLite or PostgreSQL")
     return Flavour(kind=dialect.name)
+
+
+@asynccontextmanager
+async def listen(
+    engine: AsyncEngine, channel: str, on_notify: Callable[[str], None], on_lost: Callable[[], None]
+) -> AsyncIterator[bool]:
+    """Listen on ``channel`` (PostgreSQL) on a connection of its own, held until the block ends.
+
+    ``on_notify`` receives each notification's payload on the event loop; ``on_lost`` is called if the
+    connection dies (the caller then falls back to polling). Yields False, listening to nothing, on SQLite.
+
+    Raises:
+        StoreUnavailable: the database cannot be reached.
+    """
+    if engine.dialect.name != POSTGRESQL:
+        yield False
+        return
+
+    def notified(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        on_notify(payload)
+
+    def terminated(_connection: Any) -> None:
+        on_lost()
+
+    with wrap_errors():
+        connection = await engine.connect()
+    try:
+        with wrap_errors():
+            raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection  # the asyncpg connection: SQLAlchemy has no LISTEN API
+        await driver.add_listener(channel, notified)
+        driver.add_termination_listener(terminated)
+        try:
+            yield True
+        finally:
+            if not driver.is_closed():
+                driver.remove_termination_listener(terminated)
+                with suppress(Exception):  # the connection may be half-dead; it is closed just below
+                    await driver.remove_listener(channel, notified)
+    finally:
+        await connection.close()
 
 
 def bytewise_text(length: int | None = None) -> sa.types.TypeEngine[str]:

@@ -15,7 +15,7 @@ import asyncio
 import bisect
 import builtins
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -93,10 +93,10 @@ class InMemoryDocumentStore(DocumentStore):
     @asynccontextmanager
     async def _transaction(self, *, readonly: bool) -> AsyncIterator[Transaction]:
         if readonly:
-            yield _MemoryTransaction(self._state, self._clock, readonly=True)
+            yield MemoryTransaction(self._state, self._clock, readonly=True)
             return
         async with self._lock:
-            tx = _MemoryTransaction(self._state, self._clock, readonly=False)
+            tx = MemoryTransaction(self._state, self._clock, readonly=False)
             yield tx
             tx.commit()  # not reached when the body raised: the overlay is simply dropped
 
@@ -104,7 +104,7 @@ class InMemoryDocumentStore(DocumentStore):
         return None
 
 
-class _MemoryTransaction(Transaction):
+class MemoryTransaction(Transaction):
     """Reads through an overlay of this transaction's writes onto committed state."""
 
     def __init__(self, state: _State, clock: Clock, *, readonly: bool) -> None:
@@ -112,6 +112,17 @@ class _MemoryTransaction(Transaction):
         self._rows: dict[Key, _Row] = {}
         self._entries: dict[Key, list[_Entry]] = {}
         self._refs: dict[Key, tuple[Reference, ...]] = {}
+        self._before_commit: list[Callable[[], None]] = []
+        self._after_commit: list[Callable[[], None]] = []
+
+    def on_commit(
+        self, *, before: Callable[[], None] | None = None, after: Callable[[], None] | None = None
+    ) -> None:
+        """Join another fake's work to this transaction: ``before`` may refuse the commit, ``after`` applies."""
+        if before is not None:
+            self._before_commit.append(before)
+        if after is not None:
+            self._after_commit.append(after)
 
     # --- reads -------------------------------------------------------------------------------------------
     def _row(self, key: Key) -> _Row | None:
@@ -274,6 +285,8 @@ class _MemoryTransaction(Transaction):
 
     def commit(self) -> None:
         """Apply this transaction's writes to the committed state, atomically for the event loop."""
+        for check in self._before_commit:
+            check()  # raises before anything of the transaction applies
         state = self._state
         for key, row in self._rows.items():
             if key not in state.rows:
@@ -288,6 +301,8 @@ class _MemoryTransaction(Transaction):
                 state.refs_from[key] = refs
             for ref in refs:
                 state.refs_to.setdefault((ref.to_type, ref.to_name), set()).add((key[0], key[1], ref.path))
+        for apply in self._after_commit:
+            apply()
 
 
 def _document(key: Key, row: _Row) -> StoredDocument:

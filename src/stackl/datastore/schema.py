@@ -12,6 +12,9 @@ Tables:
 - ``revisions``: the history, one row per revision, appended by every write; a delete's row has no body.
 - ``doc_references``: the references of each current document, replaced on each write and removed on
   delete, indexed by target so "who refers to me" is an index lookup rather than a scan of bodies.
+- ``queue_items``: the broker's durable queue (worker tasks and agent jobs alike), one row per item with
+  its lease, attempt, fencing epoch and outcome; partial indexes serve the claim (queued items), the lease
+  expiry (running items) and "one active item per ``unique_key``".
 
 Bodies are JSON *text*: ``JSON`` is PostgreSQL's ``json`` type (not ``jsonb``), which keeps the submitted
 text and so its key order (spec/documents.md §2.3), and text on SQLite; the engine serialises with
@@ -115,4 +118,64 @@ doc_references = sa.Table(
     # The referring document must exist; the referred one need not (dangling references are allowed).
     sa.ForeignKeyConstraint(["from_type", "from_name"], ["documents.type", "documents.name"]),
     sa.Index("ix_doc_references_to", "to_type", "to_name"),
+)
+
+# --- the broker's queue (broker/base.py) ---------------------------------------------------------------------
+QUEUE_LENGTH = 255  # queue names: "tasks", "agent:<agent name>"
+ITEM_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE_ITEM_STATES = ("queued", "running")
+_ACTIVE = "state IN ('queued', 'running')"  # literal SQL: the partial indexes must read the same on both
+
+queue_items = sa.Table(
+    "queue_items",
+    metadata,
+    sa.Column("id", sa.String(ID_LENGTH), primary_key=True),  # ULID: sorts by creation time
+    sa.Column("queue", sa.String(QUEUE_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", _body(nullable=False), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("available_at", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("lease_owner", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("lease_until", UtcDateTime, nullable=True),
+    sa.Column("lease_epoch", sa.Integer, nullable=False),
+    sa.Column("lease_expiries", sa.Integer, nullable=False),
+    sa.Column("timeout_s", sa.Float, nullable=True),
+    sa.Column("deadline", UtcDateTime, nullable=True),
+    sa.Column("cancel_requested", _body(nullable=True), nullable=True),
+    sa.Column("result", _body(nullable=True), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("unique_key", sa.String(NAME_LENGTH), nullable=True),
+    sa.CheckConstraint(f"state IN {ITEM_STATES!r}", name="state"),
+    # Claim: the ready items of a queue, by priority then age (the partial index holds queued items only).
+    sa.Index(
+        "ix_queue_items_ready",
+        "queue",
+        "priority",
+        "available_at",
+        sqlite_where=sa.text("state = 'queued'"),
+        postgresql_where=sa.text("state = 'queued'"),
+    ),
+    # Lease expiry: running items by lease end.
+    sa.Index(
+        "ix_queue_items_running",
+        "lease_until",
+        sqlite_where=sa.text("state = 'running'"),
+        postgresql_where=sa.text("state = 'running'"),
+    ),
+    # One active item per key (e.g. one task per stack instance); history lookups use the plain index.
+    sa.Index(
+        "uq_queue_items_active_key",
+        "unique_key",
+        unique=True,
+        sqlite_where=sa.text(f"unique_key IS NOT NULL AND {_ACTIVE}"),
+        postgresql_where=sa.text(f"unique_key IS NOT NULL AND {_ACTIVE}"),
+    ),
+    sa.Index("ix_queue_items_unique_key", "unique_key"),
 )

@@ -1,0 +1,463 @@
+"""SqlBroker: the Broker on the document store's own SQLite or PostgreSQL database, in SQLAlchemy Core.
+
+Why on the same database: an item is enqueued in the transaction of the state change that causes it
+(``enqueue(tx=…)`` writes through that transaction's connection), so no request commits without its task and
+no task exists for a change that rolled back. The broker's own operations run in the store's transactions
+too (``SqlDocumentStore.transaction``), so they get its SQLite writer queue, ``BEGIN IMMEDIATE`` and error
+translation; database errors surface as ``BrokerUnavailable``.
+
+The claim is one statement: ``UPDATE queue_items SET state = 'running', attempt = attempt + 1, lease_epoch =
+lease_epoch + 1, … WHERE id IN (SELECT id … ORDER BY priority DESC, available_at, id LIMIT n) RETURNING *``.
+On SQLite the write transaction holds the database's one write lock, so two claimers never see the same
+queued row; on PostgreSQL the subquery takes ``FOR UPDATE SKIP LOCKED`` row locks, so concurrent claimers
+take different rows instead of queueing behind each other. Before claiming, the same transaction expires
+lapsed leases (a few rows, found through a partial index). Every later write of a holder is an UPDATE
+conditional on ``state = 'running'`` and its epoch (and owner), so a superseded holder changes nothing.
+
+Wake-ups: an enqueue (or a retry) issues ``pg_notify`` on PostgreSQL, delivered at commit to every broker's
+``LISTEN`` connection; waiters in this process are also woken directly. SQLite waiters poll at
+``poll_interval_s``; on PostgreSQL polling stays as a slow safety net (``listen_poll_s``), and a waiter
+never sleeps past the next backoff or lease end it knows of.
+"""
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stackl import errors
+from stackl.broker import base
+from stackl.broker.base import Broker, Depth, Item, ItemSpec, State
+from stackl.datastore import dialects, rules
+from stackl.datastore.base import Transaction
+from stackl.datastore.schema import UtcDateTime, queue_items
+from stackl.datastore.sql import SqlDocumentStore, SqlTransaction
+from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.ids import ulid
+
+CHANNEL = "stackl_queue"  # NOTIFY channel; the payload is the queue name
+ENQUEUE_TRIES = 3  # a unique key's holder may finish between our insert and our look-up: insert again
+
+_Q = queue_items.c
+_ID: sa.BindParameter[str] = sa.bindparam("p_id")
+_NOW: sa.BindParameter[datetime] = sa.bindparam("p_now", type_=UtcDateTime())
+_UNTIL: sa.BindParameter[datetime] = sa.bindparam("p_until", type_=UtcDateTime())
+_OWNER: sa.BindParameter[str] = sa.bindparam("p_owner")
+_EPOCH: sa.BindParameter[int] = sa.bindparam("p_epoch")
+_QUEUES: sa.BindParameter[list[str]] = sa.bindparam("p_queues", expanding=True)
+# States as SQL literals, not bound parameters: only then may the planners (SQLite always, PostgreSQL in a
+# generic plan of a prepared statement) use the partial indexes, whose WHERE names the state.
+_QUEUED: sa.ColumnClause[str] = sa.literal_column("'queued'")
+_RUNNING: sa.ColumnClause[str] = sa.literal_column("'running'")
+
+_SELECT_ONE = sa.select(queue_items).where(_Q.id == _ID)
+_READY = (
+    sa.select(_Q.id)
+    .where(_Q.queue.in_(_QUEUES), _Q.state == _QUEUED, _Q.available_at <= _NOW)
+    .order_by(_Q.priority.desc(), _Q.available_at, _Q.id)
+    .limit(sa.bindparam("p_limit"))
+)
+_LAPSED = sa.select(queue_items).where(
+    _Q.state == _RUNNING, sa.or_(_Q.lease_until < _NOW, _Q.deadline < _NOW)
+)
+# What ``wait`` needs to know: the earliest moment a queued item becomes ready, or a lease lapses. Each half
+# reads one partial index, so neither scans the finished items that accumulate in the table.
+_NEXT_READY = sa.select(
+    sa.select(sa.func.min(_Q.available_at))
+    .where(_Q.queue.in_(_QUEUES), _Q.state == _QUEUED)
+    .scalar_subquery(),
+    sa.select(sa.func.min(_Q.lease_until))
+    .where(_Q.queue.in_(_QUEUES), _Q.state == _RUNNING)
+    .scalar_subquery(),
+)
+_DEPTH = sa.select(
+    sa.select(sa.func.count())
+    .where(_Q.queue == sa.bindparam("p_queue"), _Q.state == _QUEUED)
+    .scalar_subquery(),
+    sa.select(sa.func.count())
+    .where(_Q.queue == sa.bindparam("p_queue"), _Q.state == _RUNNING)
+    .scalar_subquery(),
+    sa.select(sa.func.min(_Q.available_at))
+    .where(_Q.queue == sa.bindparam("p_queue"), _Q.state == _QUEUED, _Q.available_at <= _NOW)
+    .scalar_subquery(),
+)
+_SET_DEADLINE = (
+    queue_items.update().where(_Q.id == _ID).values(deadline=sa.bindparam("p_deadline", type_=UtcDateTime()))
+)
+_HEARTBEAT = (
+    queue_items.update()
+    .where(
+        _Q.id == _ID,
+        _Q.state == _RUNNING,
+        _Q.lease_owner == _OWNER,
+        _Q.lease_epoch == _EPOCH,
+        _Q.lease_until >= _NOW,
+        sa.or_(_Q.deadline.is_(None), _Q.deadline >= _NOW),
+    )
+    .values(lease_until=_UNTIL, updated_at=_NOW)
+    .returning(*queue_items.c)
+)
+
+
+class SqlBroker(Broker):
+    """The Broker on an open ``SqlDocumentStore``'s database; open it with ``async with`` (starts LISTEN)."""
+
+    def __init__(
+        self,
+        store: SqlDocumentStore,
+        *,
+        clock: Clock | None = None,
+        poll_interval_s: float = 0.5,
+        listen_poll_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._flavour = dialects.Flavour(kind=store.kind)
+        self._poll_interval_s, self._listen_poll_s = poll_interval_s, listen_poll_s
+        self._insert = self._flavour.insert_if_absent(queue_items)
+        self._claim = (
+            queue_items.update()
+            .where(_Q.id.in_(self._flavour.lock_for_claim(_READY).scalar_subquery()))
+            .values(
+                state="running",
+                attempt=_Q.attempt + 1,
+                lease_epoch=_Q.lease_epoch + 1,
+                lease_owner=_OWNER,
+                lease_until=_UNTIL,
+                started_at=sa.func.coalesce(_Q.started_at, _NOW),
+                deadline=None,
+                updated_at=_NOW,
+            )
+            .returning(*queue_items.c)
+        )
+        self._lapsed = self._flavour.lock_for_claim(_LAPSED)
+        self._waiters: dict[asyncio.Event, frozenset[str]] = {}
+        self._listening = False
+        self._exit = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        if self._flavour.notifies:
+            try:
+                self._listening = await self._exit.enter_async_context(
+                    dialects.listen(self._store.engine, CHANNEL, self._wake, self._lost)
+                )
+            except errors.StoreUnavailable:
+                self._listening = False  # polling still works; a later wait() does not retry LISTEN
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._listening = False
+        await self._exit.aclose()
+
+    # --- plumbing ------------------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _connection(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection in a store transaction of its own; database trouble is ``BrokerUnavailable``."""
+        try:
+            async with self._store.transaction(readonly=readonly) as tx:
+                yield _connection_of(tx)
+        except errors.StoreUnavailable as exc:
+            raise errors.BrokerUnavailable(exc.message) from exc
+
+    @staticmethod
+    async def _execute(
+        connection: AsyncConnection, statement: sa.Executable, parameters: Any = None
+    ) -> sa.CursorResult[Any]:
+        with dialects.wrap_errors():
+            return await connection.execute(statement, parameters)
+
+    async def _get(self, connection: AsyncConnection, item_id: str) -> Item | None:
+        row = (await self._execute(connection, _SELECT_ONE, {"p_id": item_id})).first()
+        return _item(row) if row is not None else None
+
+    async def _notify(self, connection: AsyncConnection, queue: str) -> None:
+        statement = self._flavour.notify(CHANNEL, queue)
+        if statement is not None:
+            await self._execute(connection, statement)
+
+    def _wake(self, queue: str) -> None:
+        for event, queues in self._waiters.items():
+            if queue in queues:
+                event.set()
+
+    def _lost(self) -> None:
+        self._listening = False  # the LISTEN connection died: waiters poll at the short interval
+
+    def _now(self) -> datetime:
+        return rules.timestamp(self._clock)
+
+    # --- the port --------------------------------------------------------------------------------------
+    async def enqueue(self, spec: ItemSpec, *, tx: Transaction | None = None) -> Item:
+        now = self._now()
+        values = base.new_item(spec, now=now, item_id=spec.id or ulid(now))
+        if tx is not None:
+            item = await self._enqueue(_connection_of(tx), values)
+        else:
+            async with self._connection() as connection:
+                item = await self._enqueue(connection, values)
+        self._wake(item.queue)  # this process's waiters; others hear the NOTIFY or poll
+        return item
+
+    async def _enqueue(self, connection: AsyncConnection, values: dict[str, Any]) -> Item:
+        for _ in range(ENQUEUE_TRIES):
+            if (await self._execute(connection, self._insert, values)).rowcount == 1:
+                await self._notify(connection, values["queue"])
+                return Item(**values)
+            if await self._get(connection, values["id"]) is not None:
+                raise errors.Conflict(f"queue item {values['id']} already exists")
+            holder = (
+                await self._execute(
+                    connection,
+                    sa.select(_Q.id).where(
+                        _Q.unique_key == values["unique_key"], _Q.state.in_(base.ACTIVE_STATES)
+                    ),
+                )
+            ).scalar()
+            if holder is not None:
+                raise base.unique_key_taken(values["unique_key"], holder)
+        raise errors.Conflict(f"unique key {values['unique_key']!r} stayed contended; retry")
+
+    async def claim(
+        self, *, queues: Sequence[str], owner: str, lease_s: float = base.DEFAULT_LEASE_S, limit: int = 1
+    ) -> builtins.list[Item]:
+        if not queues or limit < 1:
+            return []
+        now = self._now()
+        parameters = {
+            "p_queues": list(queues),
+            "p_now": now,
+            "p_until": now + timedelta(seconds=lease_s),
+            "p_owner": owner,
+            "p_limit": limit,
+        }
+        async with self._connection() as connection:
+            await self._expire(connection, now)
+            items = [_item(row) for row in await self._execute(connection, self._claim, parameters)]
+            timed = [i for i in items if i.timeout_s is not None]
+            if timed:
+                deadlines = {i.id: now + timedelta(seconds=i.timeout_s or 0) for i in timed}
+                rows = [{"p_id": item_id, "p_deadline": at} for item_id, at in deadlines.items()]
+                await self._execute(connection, _SET_DEADLINE, rows)
+                items = [base.with_deadline(i, deadlines.get(i.id)) for i in items]
+        return sorted(items, key=base.claim_order)
+
+    async def expire_leases(self) -> int:
+        async with self._connection() as connection:
+            return await self._expire(connection, self._now())
+
+    async def _expire(self, connection: AsyncConnection, now: datetime) -> int:
+        changed = 0
+        for row in await self._execute(connection, self._lapsed, {"p_now": now}):
+            item = _item(row)
+            changes = base.expiry(item, now)
+            statement = (
+                queue_items.update()
+                .where(_Q.id == item.id, _Q.state == "running", _Q.lease_epoch == item.lease_epoch)
+                .values(**changes)
+            )
+            changed += (await self._execute(connection, statement)).rowcount
+            if changes["state"] == "queued":
+                await self._notify(connection, item.queue)
+        return changed
+
+    async def heartbeat(
+        self, item_id: str, *, owner: str, epoch: int, lease_s: float = base.DEFAULT_LEASE_S
+    ) -> Item:
+        now = self._now()
+        parameters = {
+            "p_id": item_id,
+            "p_owner": owner,
+            "p_epoch": epoch,
+            "p_now": now,
+            "p_until": now + timedelta(seconds=lease_s),
+        }
+        async with self._connection() as connection:
+            row = (await self._execute(connection, _HEARTBEAT, parameters)).first()
+            if row is not None:
+                return _item(row)
+            raise base.lease_lost(await self._get(connection, item_id), item_id, owner=owner, epoch=epoch)
+
+    async def complete(
+        self,
+        item_id: str,
+        *,
+        owner: str | None,
+        epoch: int | None,
+        result: Any = None,
+        state: Literal["succeeded", "cancelled"] = "succeeded",
+    ) -> Item:
+        now = self._now()
+        values = {
+            "state": state,
+            "result": result,
+            "finished_at": now,
+            "lease_until": None,
+            "updated_at": now,
+        }
+        return await self._finish(item_id, owner=owner, epoch=epoch, values=values)
+
+    async def fail(
+        self,
+        item_id: str,
+        *,
+        owner: str | None,
+        epoch: int | None,
+        error: str,
+        retry_in_s: float | None = None,
+        result: Any = None,
+    ) -> Item:
+        now = self._now()
+        values: dict[str, Any] = {"error": error, "result": result, "lease_until": None, "updated_at": now}
+        if retry_in_s is None:
+            values |= {"state": "failed", "finished_at": now}
+        else:
+            retry = _Q.attempt < _Q.max_attempts
+            retry_at = sa.literal(now + timedelta(seconds=retry_in_s), UtcDateTime())
+            values |= {
+                "state": sa.case((retry, sa.literal("queued")), else_=sa.literal("failed")),
+                "available_at": sa.case((retry, retry_at), else_=_Q.available_at),
+                "finished_at": sa.case((retry, sa.null()), else_=sa.literal(now, UtcDateTime())),
+            }
+        item = await self._finish(item_id, owner=owner, epoch=epoch, values=values)
+        return item
+
+    async def _finish(
+        self, item_id: str, *, owner: str | None, epoch: int | None, values: dict[str, Any]
+    ) -> Item:
+        conditions = [_Q.id == item_id, _Q.state == "running"]
+        if owner is not None:
+            conditions.append(_Q.lease_owner == owner)
+        if epoch is not None:
+            conditions.append(_Q.lease_epoch == epoch)
+        statement = queue_items.update().where(*conditions).values(**values).returning(*queue_items.c)
+        async with self._connection() as connection:
+            row = (await self._execute(connection, statement)).first()
+            if row is None:
+                return base.check_finish(
+                    await self._get(connection, item_id), item_id, owner=owner, epoch=epoch
+                )
+            item = _item(row)
+            if item.state == "queued":
+                await self._notify(connection, item.queue)
+        if item.state == "queued":
+            self._wake(item.queue)
+        return item
+
+    async def cancel(self, item_id: str, *, by: str) -> Item:
+        now = self._now()
+        marker = base.cancel_marker(by, now)
+        at_once = (
+            queue_items.update()
+            .where(_Q.id == item_id, _Q.state == "queued")
+            .values(
+                state="cancelled",
+                cancel_requested=marker,
+                error=f"cancelled by {by}",
+                finished_at=now,
+                updated_at=now,
+            )
+            .returning(*queue_items.c)
+        )
+        requested = (
+            queue_items.update()
+            .where(_Q.id == item_id, _Q.state == "running", _Q.cancel_requested.is_(None))
+            .values(cancel_requested=marker, updated_at=now)
+            .returning(*queue_items.c)
+        )
+        async with self._connection() as connection:
+            for statement in (at_once, requested):
+                row = (await self._execute(connection, statement)).first()
+                if row is not None:
+                    return _item(row)
+            item = await self._get(connection, item_id)
+        if item is None:
+            raise base.not_found(item_id)
+        return item
+
+    async def get(self, item_id: str) -> Item | None:
+        async with self._connection(readonly=True) as connection:
+            return await self._get(connection, item_id)
+
+    async def list(
+        self,
+        *,
+        queue: str | None = None,
+        state: State | None = None,
+        unique_key: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Item]:
+        statement = sa.select(queue_items).order_by(_Q.id)
+        if queue is not None:
+            statement = statement.where(_Q.queue == queue)
+        if state is not None:
+            statement = statement.where(_Q.state == state)
+        if unique_key is not None:
+            statement = statement.where(_Q.unique_key == unique_key)
+        if limit is not None:
+            statement = statement.limit(limit)
+        async with self._connection(readonly=True) as connection:
+            return [_item(row) for row in await self._execute(connection, statement)]
+
+    async def depth(self, queue: str) -> Depth:
+        now = self._now()
+        async with self._connection(readonly=True) as connection:
+            counts: Any = (await self._execute(connection, _DEPTH, {"p_queue": queue, "p_now": now})).one()
+        queued, running, oldest = counts
+        return base.depth(int(queued), int(running), _utc(oldest), now=now)
+
+    async def wait(self, *, queues: Sequence[str], timeout_s: float) -> bool:
+        end = time.monotonic() + timeout_s
+        event = asyncio.Event()
+        self._waiters[event] = frozenset(queues)
+        try:
+            while True:
+                event.clear()  # registered before the check: a wake-up during it is not lost
+                async with self._connection(readonly=True) as connection:
+                    row: Any = (
+                        await self._execute(connection, _NEXT_READY, {"p_queues": list(queues)})
+                    ).one()
+                now = self._now()
+                pause = base.pause_before(
+                    [_utc(row[0]), _utc(row[1])],
+                    now=now,
+                    remaining_s=end - time.monotonic(),
+                    poll_s=self._listen_poll_s if self._listening else self._poll_interval_s,
+                )
+                if pause is None:
+                    return True
+                if pause <= 0:
+                    return False
+                try:
+                    async with asyncio.timeout(pause):
+                        await event.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            del self._waiters[event]
+
+
+def _connection_of(tx: Transaction) -> AsyncConnection:
+    if not isinstance(tx, SqlTransaction):
+        raise TypeError(f"SqlBroker needs a SqlDocumentStore transaction, not {type(tx).__name__}")
+    return tx.connection
+
+
+def _utc(value: Any) -> datetime | None:
+    """An aggregate's datetime as aware UTC (``min`` over a column loses the column type on some drivers)."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _item(row: sa.Row[Any]) -> Item:
+    return Item(**row._mapping)
