@@ -7,6 +7,7 @@ swapping SQLite for PostgreSQL, or a fake for a real engine, is a settings chang
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from stackl.broker.sql import SqlBroker
 from stackl.config import Settings
 from stackl.datastore import migrate
 from stackl.datastore.sql import SqlDocumentStore
@@ -48,9 +49,10 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
     )
     policies = RegoPolicyEngine(max_workers=settings.policy.threads)
     try:
-        async with store:
+        async with store, SqlBroker(store, clock=clock) as broker:
             yield Ports(
                 store=store,
+                broker=broker,
                 policies=policies,
                 clock=clock,
                 write_retries=settings.database.write_retries,

@@ -160,7 +160,9 @@ class _Placer:
             rest = exc.message[len(prefix) :]
             if rest.startswith("did not finish"):
                 rest += f" on {len(self.request.targets)} targets"
-            raise errors.PolicyError(f"{prefix}({rule}) {rest}", policy=policy.name, errors=exc.errors) from None
+            raise errors.PolicyError(
+                f"{prefix}({rule}) {rest}", policy=policy.name, errors=exc.errors
+            ) from None
 
     # --- step 4: native checks, or the user's orchestration policy ---------------------------------------
 

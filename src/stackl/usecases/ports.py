@@ -6,6 +6,7 @@ in-memory fakes in unit tests and on SQLite or PostgreSQL with the embedded Rego
 
 from dataclasses import dataclass, field
 
+from stackl.broker.base import Broker
 from stackl.datastore.base import DocumentStore
 from stackl.domain.clock import Clock, SystemClock
 from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
@@ -13,9 +14,10 @@ from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
 
 @dataclass(frozen=True, slots=True)
 class Ports:
-    """Open adapters: the document store, the policy engine and the clock (broker and secret box come later)."""
+    """Open adapters: the document store, the task queue, the policy engine and the clock (secret box later)."""
 
     store: DocumentStore
+    broker: Broker
     policies: PolicyEngine
     clock: Clock = field(default_factory=SystemClock)
     write_retries: int = 5

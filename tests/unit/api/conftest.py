@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from stackl.api.app import create_app
+from stackl.broker.memory import InMemoryBroker
 from stackl.config import Settings
 from stackl.datastore.memory import InMemoryDocumentStore
 from stackl.policy.static import StaticPolicyEngine
@@ -18,7 +19,8 @@ from stackl.usecases.ports import Ports
 async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
     async with InMemoryDocumentStore() as store:
         yield create_app(
-            Settings(data_dir=tmp_path / "data"), Ports(store=store, policies=StaticPolicyEngine())
+            Settings(data_dir=tmp_path / "data"),
+            Ports(store=store, broker=InMemoryBroker(), policies=StaticPolicyEngine()),
         )
 
 

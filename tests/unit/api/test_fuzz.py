@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests import factories
 
 from stackl.api.app import create_app
+from stackl.broker.memory import InMemoryBroker
 from stackl.config import Settings
 from stackl.datastore.memory import InMemoryDocumentStore
 from stackl.policy.static import StaticPolicyEngine
@@ -93,7 +94,10 @@ class SyncClient:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[SyncClient]:
     store = InMemoryDocumentStore()
-    app = create_app(Settings(data_dir=tmp_path / "data"), Ports(store=store, policies=StaticPolicyEngine()))
+    app = create_app(
+        Settings(data_dir=tmp_path / "data"),
+        Ports(store=store, broker=InMemoryBroker(), policies=StaticPolicyEngine()),
+    )
     with asyncio.Runner() as runner:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
         http = httpx.AsyncClient(transport=transport, base_url="http://stackl.test")
