@@ -87,6 +87,17 @@ def _reason(candidate: dict[str, Any]) -> str:
     return f"passed {', '.join(passed)}" if passed else ""
 
 
+def _change_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{k} {v.get('from')} -> {v.get('to')}" if isinstance(v, dict) else f"{k} {v}"
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 def show(answer: dict[str, Any], *, all_targets: bool, no_color: bool) -> None:
     """The plan as tables, for people."""
     verdict = "feasible" if answer.get("feasible") else f"NOT feasible: {answer.get('detail', '')}"
@@ -125,7 +136,7 @@ def show(answer: dict[str, Any], *, all_targets: bool, no_color: bool) -> None:
         if hidden:
             typer.echo(f"  … {hidden} more rejected targets (--all-targets shows them)")
     changes = answer.get("changes") or {}
-    changed = [f"{key}: {value}" for key, value in changes.items() if value]
+    changed = [f"{key.replace('_', ' ')}: {_change_text(value)}" for key, value in changes.items() if value]
     if changed:
         typer.echo("\nChanges:")
         for line in changed:
