@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from stackl.broker.sql import SqlBroker
 from stackl.config import Settings
 from stackl.datastore import migrate
+from stackl.datastore.agents_sql import SqlAgentRegistry
 from stackl.datastore.sql import SqlDocumentStore
 from stackl.domain.clock import Clock, SystemClock
 from stackl.policy.rego import RegoPolicyEngine
@@ -54,6 +55,7 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
                 store=store,
                 broker=broker,
                 policies=policies,
+                agents=SqlAgentRegistry(store),
                 clock=clock,
                 write_retries=settings.database.write_retries,
                 policy_timeout_s=settings.policy.timeout_s,

@@ -22,12 +22,16 @@ Each class's docstring is its default message; attributes carry the structured d
     │   ├── InstanceNotFound
     │   ├── TaskNotFound
     │   ├── AgentNotFound
+    │   ├── JobNotFound
     │   └── RevisionNotFound
     ├── Conflict                           409
     │   ├── AlreadyExists
     │   ├── Referenced                         (referrers)
     │   ├── RevisionConflict
-    │   └── InstanceBusy
+    │   ├── InstanceBusy
+    │   └── AgentConflict                      (reason)
+    │       ├── LeaseLost                          reason superseded | lease_lost
+    │       └── ProtocolUnsupported                reason protocol
     ├── PreconditionFailed                 412 (current_revision)
     ├── Unavailable                        503
     │   ├── StoreUnavailable
@@ -223,6 +227,10 @@ class AgentNotFound(NotFound):
     """Agent not found."""
 
 
+class JobNotFound(NotFound):
+    """Job not found."""
+
+
 # --- conflicts -------------------------------------------------------------------------------------------
 class Conflict(StacklError):
     """The request conflicts with the current state."""
@@ -280,6 +288,33 @@ class InstanceBusy(Conflict):
 
     def extra(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "task_kind": self.task_kind}
+
+
+class AgentConflict(Conflict):
+    """The agent call conflicts with the job's or the server's state."""
+
+    reason = "conflict"
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(message)
+
+    def extra(self) -> dict[str, Any]:
+        # spec/agents.md §1.1: the agent acts on ``reason`` (drop the job, or stop), not on the message.
+        return {"reason": self.reason}
+
+
+class LeaseLost(AgentConflict):
+    """The job is no longer this agent instance's: stop it and drop it."""
+
+    reason = "lease_lost"
+
+
+class ProtocolUnsupported(AgentConflict):
+    """The agent speaks a protocol version this server does not support."""
+
+    reason = "protocol"
 
 
 class PreconditionFailed(StacklError):

@@ -20,7 +20,7 @@ from stackl.api.legacy import (
     stack_infrastructure_templates,
 )
 from stackl.api.middleware import RequestContextMiddleware
-from stackl.api.routes import documents, health, instances, policies
+from stackl.api.routes import agents, documents, health, instances, policies
 from stackl.config import Settings
 from stackl.usecases.ports import Ports
 
@@ -53,6 +53,7 @@ def create_app(settings: Settings, ports: Ports) -> FastAPI:
         documents,
         instances,
         policies,
+        agents,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, clock=ports.clock)

@@ -25,6 +25,9 @@ them on memory, SQLite and PostgreSQL):
   stop. ``complete`` and ``fail`` refuse a superseded epoch (``errors.Conflict``), but a repeated call for
   the epoch that already finished the item is a *duplicate*: it changes nothing and returns the item.
   A holder whose lease lapsed but which nobody re-claimed yet may still finish the item.
+- **Release.** A holder may give an item back (``release``): one whose work never started goes back to
+  ``queued`` without using up an attempt (``max_attempts`` grows by one, ``lease_expiries`` stays), one
+  whose work started is treated as a lease expiry at once. Fenced like ``fail``; a repeat is a duplicate.
 - **Unique keys.** At most one ``queued`` or ``running`` item per ``unique_key`` (a unique index in SQL):
   enqueueing a second raises ``errors.Conflict`` carrying the holder's id (``holder_of``).
 - Times come from the injected clock; ids are ULIDs.
@@ -249,6 +252,29 @@ def expiry(item: Item, now: datetime) -> dict[str, Any]:
     return ended | {"state": "failed", "lease_expiries": expiries, "error": f"lease expired {times}"}
 
 
+def release(item: Item, now: datetime, *, started: bool) -> dict[str, Any]:
+    """The column changes of a running item its holder gives back at ``now``.
+
+    Not started: back to ``queued`` at once and the attempt does not count (spec/lifecycle.md §5.5: a job
+    released before its tool started, or lost in transit, is re-dispatched for free), so ``max_attempts``
+    grows by one; the attempt number still grows at the next claim, because it is the fencing token.
+    Started: exactly a lease expiry. The holder's ``lease_owner`` stays on the row either way, so a repeated
+    release (or a late finish) for the same epoch is recognised as a duplicate by ``check_finish``.
+    """
+    if started:
+        changes = expiry(item, now)
+    else:
+        changes = {
+            "state": "queued",
+            "available_at": now,
+            "lease_until": None,
+            "max_attempts": item.max_attempts + 1,
+            "error": f"released by {item.lease_owner} before it started (attempt {item.attempt})",
+            "updated_at": now,
+        }
+    return changes | {"lease_owner": item.lease_owner}
+
+
 def lapsed(item: Item, now: datetime) -> bool:
     """Whether ``expiry`` applies to the item at ``now``."""
     return item.state == "running" and (
@@ -354,6 +380,19 @@ class Broker(abc.ABC):
 
         ``backoff_s`` gives the usual retry delay. Without ``retry_in_s``, or with no attempt left, the item
         ends ``failed``. Fenced like ``complete``.
+
+        Raises:
+            NotFound: no such item.
+            Conflict: the caller's epoch or owner is superseded, or the item is not running.
+        """
+
+    @abc.abstractmethod
+    async def release(self, item_id: str, *, owner: str, epoch: int, started: bool) -> Item:
+        """Give a running item back: re-queued at once (see ``release`` in the module docstring).
+
+        ``started=False``: the work never began; the attempt is not counted. ``started=True``: handled as
+        a lease expiry (re-queued while attempts are left, else ``failed``; a pending cancel ends it
+        ``cancelled``). A repeated call for the same owner and epoch returns the item unchanged.
 
         Raises:
             NotFound: no such item.

@@ -223,6 +223,16 @@ class InMemoryBroker(Broker):
         self._items[item_id] = failed
         return failed
 
+    async def release(self, item_id: str, *, owner: str, epoch: int, started: bool) -> Item:
+        item = self._held(item_id, owner=owner, epoch=epoch)
+        if item is None:
+            return self._items[item_id]
+        released = replace(item, **base.release(item, self._now(), started=started))
+        self._items[item_id] = released
+        if released.state == "queued":
+            self._wake(item.queue)
+        return released
+
     async def cancel(self, item_id: str, *, by: str) -> Item:
         item = self._require(item_id)
         now = self._now()

@@ -330,6 +330,38 @@ class SqlBroker(Broker):
         item = await self._finish(item_id, owner=owner, epoch=epoch, values=values)
         return item
 
+    async def release(self, item_id: str, *, owner: str, epoch: int, started: bool) -> Item:
+        now = self._now()
+        async with self._connection() as connection:
+            item = await self._get(connection, item_id)
+            if (
+                item is None
+                or item.state != "running"
+                or item.lease_owner != owner
+                or item.lease_epoch != epoch
+            ):
+                return base.check_finish(item, item_id, owner=owner, epoch=epoch)
+            # Conditional on the epoch read above, inside the same write transaction: nobody re-claimed it.
+            statement = (
+                queue_items.update()
+                .where(
+                    _Q.id == item_id, _Q.state == "running", _Q.lease_epoch == epoch, _Q.lease_owner == owner
+                )
+                .values(**base.release(item, now, started=started))
+                .returning(*queue_items.c)
+            )
+            row = (await self._execute(connection, statement)).first()
+            if row is None:
+                return base.check_finish(
+                    await self._get(connection, item_id), item_id, owner=owner, epoch=epoch
+                )
+            released = _item(row)
+            if released.state == "queued":
+                await self._notify(connection, released.queue)
+        if released.state == "queued":
+            self._wake(released.queue)
+        return released
+
     async def _finish(
         self, item_id: str, *, owner: str | None, epoch: int | None, values: dict[str, Any]
     ) -> Item:

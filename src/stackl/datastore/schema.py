@@ -15,6 +15,11 @@ Tables:
 - ``queue_items``: the broker's durable queue (worker tasks and agent jobs alike), one row per item with
   its lease, attempt, fencing epoch and outcome; partial indexes serve the claim (queued items), the lease
   expiry (running items) and "one active item per ``unique_key``".
+- ``agents``, ``agent_instances``: the agents that registered and each process (instance) of them, with
+  ``last_seen`` for liveness (spec/agents.md §1.2-1.3, ``datastore/agents.py``).
+- ``job_attempts``: one row per dispatch of an agent job (``queue_items`` row, attempt number): who claimed
+  it, when it started, its log size and its result (the first one wins).
+- ``job_logs``: the masked log lines of each attempt, keyed by ``seq`` so resent batches store nothing twice.
 
 Bodies are JSON *text*: ``JSON`` is PostgreSQL's ``json`` type (not ``jsonb``), which keeps the submitted
 text and so its key order (spec/documents.md §2.3), and text on SQLite; the engine serialises with
@@ -178,4 +183,60 @@ queue_items = sa.Table(
         postgresql_where=sa.text(f"unique_key IS NOT NULL AND {_ACTIVE}"),
     ),
     sa.Index("ix_queue_items_unique_key", "unique_key"),
+)
+
+
+# --- agents, job attempts and logs (datastore/agents.py) ---------------------------------------------------
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+agent_instances = sa.Table(
+    "agent_instances",
+    metadata,
+    sa.Column("instance_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("hostname", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("protocol", sa.Integer, nullable=False),
+    sa.Column("executors", _body(nullable=False), nullable=False),
+    sa.Column("tools", _body(nullable=False), nullable=False),
+    sa.Column("labels", _body(nullable=False), nullable=False),
+    sa.Column("max_jobs", sa.Integer, nullable=False),
+    sa.Column("free_slots", sa.Integer, nullable=False),
+    sa.Column("registered_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen", UtcDateTime, nullable=False),
+    sa.Column("deregistered_at", UtcDateTime, nullable=True),
+    sa.ForeignKeyConstraint(["name"], ["agents.name"], ondelete="CASCADE"),
+    sa.Index("ix_agent_instances_name", "name"),
+)
+
+job_attempts = sa.Table(
+    "job_attempts",
+    metadata,
+    sa.Column("job_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("agent", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("instance_id", sa.String(ID_LENGTH), nullable=False),
+    sa.Column("claimed_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=True),
+    sa.Column("log_bytes", sa.Integer, nullable=False),
+    sa.Column("log_truncated", sa.Boolean, nullable=False),
+    sa.Column("stored_seq", sa.Integer, nullable=False),
+    sa.Column("result", _body(nullable=True), nullable=True),
+    sa.Column("result_at", UtcDateTime, nullable=True),
+)
+
+job_logs = sa.Table(
+    "job_logs",
+    metadata,
+    sa.Column("job_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("stream", sa.String(16), nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
 )

@@ -7,12 +7,15 @@ uvicorn. Heavy imports happen inside the command so that ``stackl --help`` stays
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stackl.config import Settings
 from stackl.processes.common import build_settings, exit_for
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def server(
@@ -91,5 +94,66 @@ async def _serve(settings: Settings) -> None:
         # uvicorn re-raises the stop signal once it has shut down gracefully; a handler that does nothing
         # keeps that re-raise from killing the process, so a SIGTERM stop exits 0 like a clean shutdown.
         signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-        await server.serve()
+        if settings.server.agent:
+            await _serve_with_agent(settings, server)
+        else:
+            await server.serve()
         log.info("server_stopped")
+
+
+async def _serve_with_agent(settings: Settings, server: "uvicorn.Server") -> None:
+    """Serve the API and run the embedded agent ``common`` against it, over loopback HTTP.
+
+    The agent speaks the same protocol as any other (agents.md: "the same protocol"); it starts once the
+    API answers and is stopped, without waiting for its jobs, as soon as uvicorn begins to shut down:
+    unfinished results stay in ``<data_dir>/agent/results`` and are re-sent at the next start.
+    """
+    import structlog
+
+    from stackl.agent.protocol import AgentProtocol
+    from stackl.agent.runner import AgentRunner
+    from stackl.processes.agent import build_executor
+
+    log = structlog.get_logger("stackl.server")
+    data_dir = settings.data_dir / "agent"
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
+    executor = build_executor(
+        "local",
+        data_dir=data_dir,
+        automation_dirs=[settings.data_dir / "automation"],
+        secret_handler="plain",  # noqa: S106 - a handler name
+    )
+    stop, force = asyncio.Event(), asyncio.Event()
+    host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "", "::") else settings.server.host  # noqa: S104
+    url = f"http://{host}:{settings.server.port}"
+
+    async def embedded() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.05)
+        async with AgentProtocol(url, "common") as protocol:
+            runner = AgentRunner(
+                name="common", protocol=protocol, executor=executor, data_dir=data_dir, shutdown_timeout_s=0
+            )
+            await runner.run(stop, force)
+
+    async def watch() -> None:
+        while not server.should_exit:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.1)
+        stop.set()
+        force.set()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(watch())
+        agent = group.create_task(embedded())
+        try:
+            await server.serve()
+        finally:
+            server.should_exit = True
+        try:
+            async with asyncio.timeout(10):
+                await agent
+        except TimeoutError:
+            log.warning("embedded_agent_stop_timed_out")
+            agent.cancel()

@@ -7,6 +7,7 @@ in-memory fakes in unit tests and on SQLite or PostgreSQL with the embedded Rego
 from dataclasses import dataclass, field
 
 from stackl.broker.base import Broker
+from stackl.datastore.agents import AgentRegistry
 from stackl.datastore.base import DocumentStore
 from stackl.domain.clock import Clock, SystemClock
 from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
@@ -14,11 +15,15 @@ from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
 
 @dataclass(frozen=True, slots=True)
 class Ports:
-    """Open adapters: the document store, the task queue, the policy engine and the clock (secret box later)."""
+    """Open adapters: the document store, the task queue, the policy engine, the agent registry, the clock.
+
+    (The secret box comes later.)
+    """
 
     store: DocumentStore
     broker: Broker
     policies: PolicyEngine
+    agents: AgentRegistry
     clock: Clock = field(default_factory=SystemClock)
     write_retries: int = 5
     policy_timeout_s: float = DEFAULT_TIMEOUT_S

@@ -238,6 +238,44 @@ async def test_an_unfenced_completion_finishes_a_running_item(broker: Broker) ->
         await broker.complete(queued.id, owner=None, epoch=None)
 
 
+async def test_release_before_start_requeues_without_using_an_attempt(broker: Broker) -> None:
+    item = await broker.enqueue(ItemSpec(queue=Q, kind="k", max_attempts=1))
+    held = await claim_one(broker, "a1")
+    released = await broker.release(item.id, owner="a1", epoch=held.lease_epoch, started=False)
+    assert (released.state, released.lease_expiries, released.max_attempts) == ("queued", 0, 2)
+    assert released.lease_until is None
+    again = await broker.release(item.id, owner="a1", epoch=held.lease_epoch, started=False)
+    assert again == released  # a repeat is a duplicate
+    second = await claim_one(broker, "a2")
+    assert (second.attempt, second.lease_epoch, second.lease_owner) == (2, 2, "a2")
+    with pytest.raises(errors.Conflict, match="superseded"):
+        await broker.release(item.id, owner="a1", epoch=held.lease_epoch, started=False)
+    done = await broker.complete(item.id, owner="a2", epoch=second.lease_epoch)
+    assert done.state == "succeeded"
+
+
+async def test_release_after_start_counts_as_a_lease_expiry(broker: Broker) -> None:
+    item = await broker.enqueue(ItemSpec(queue=Q, kind="k", max_attempts=2))
+    first = await claim_one(broker, "a1")
+    released = await broker.release(item.id, owner="a1", epoch=first.lease_epoch, started=True)
+    assert (released.state, released.lease_expiries, released.max_attempts) == ("queued", 1, 2)
+    second = await claim_one(broker, "a1")
+    assert second.attempt == 2
+    with pytest.raises(errors.Conflict):
+        await broker.release(item.id, owner="a1", epoch=first.lease_epoch, started=True)
+    final = await broker.release(item.id, owner="a1", epoch=second.lease_epoch, started=True)
+    assert (final.state, final.error, final.lease_expiries) == ("failed", "lease expired 2 times", 2)
+    assert await broker.claim(queues=[Q], owner="a1") == []
+
+
+async def test_release_of_an_unknown_or_queued_item_is_refused(broker: Broker) -> None:
+    with pytest.raises(errors.NotFound):
+        await broker.release("01ABSENT", owner="a1", epoch=1, started=False)
+    queued = await broker.enqueue(ItemSpec(queue=Q, kind="k"))
+    with pytest.raises(errors.Conflict):
+        await broker.release(queued.id, owner="a1", epoch=0, started=False)
+
+
 async def test_lease_expiring_max_attempts_times_fails_the_item(broker: Broker, clock: ManualClock) -> None:
     item = await broker.enqueue(ItemSpec(queue=Q, kind="k", max_attempts=2))
     for attempt in (1, 2):

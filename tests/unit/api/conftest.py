@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from stackl.api.app import create_app
 from stackl.broker.memory import InMemoryBroker
 from stackl.config import Settings
+from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
 from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases.ports import Ports
@@ -20,7 +21,12 @@ async def app(tmp_path: Path) -> AsyncIterator[FastAPI]:
     async with InMemoryDocumentStore() as store:
         yield create_app(
             Settings(data_dir=tmp_path / "data"),
-            Ports(store=store, broker=InMemoryBroker(), policies=StaticPolicyEngine()),
+            Ports(
+                store=store,
+                broker=InMemoryBroker(),
+                policies=StaticPolicyEngine(),
+                agents=InMemoryAgentRegistry(),
+            ),
         )
 
 

@@ -16,6 +16,7 @@ from tests import factories
 from stackl.api.app import create_app
 from stackl.broker.memory import InMemoryBroker
 from stackl.config import Settings
+from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
 from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases.ports import Ports
@@ -96,7 +97,12 @@ def client(tmp_path: Path) -> Iterator[SyncClient]:
     store = InMemoryDocumentStore()
     app = create_app(
         Settings(data_dir=tmp_path / "data"),
-        Ports(store=store, broker=InMemoryBroker(), policies=StaticPolicyEngine()),
+        Ports(
+            store=store,
+            broker=InMemoryBroker(),
+            policies=StaticPolicyEngine(),
+            agents=InMemoryAgentRegistry(),
+        ),
     )
     with asyncio.Runner() as runner:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)

@@ -1,0 +1,479 @@
+"""AgentRunner: register, heartbeat, long-poll claim, run, stream and report (agents.md §1-4).
+
+One runner is one agent *instance*: a fresh ``instance_id`` per start, the previous one kept in
+``<data-dir>/instance-id`` and named at registration so the server expires its leases at once. Three kinds
+of loops run under one TaskGroup: the heartbeat (its own 10 s rhythm, whatever else is slow), the claim
+long-poll (never asking for more than the free slots) and one task per job.
+
+Safety rules, and why:
+
+- **Self-fencing.** No heartbeat acknowledged for 45 s (measured from the send time of the last one that
+  was) → every running job is stopped and given back as started. The server expires a lease after 60 s, so
+  by then the job runs nowhere and its next attempt cannot overlap this one (lifecycle.md §5.6).
+- **Results survive crashes.** A result is written to ``<data-dir>/results/<job_id>-<attempt>.json``
+  before it is sent and removed once the server answered 200 or 409; a restarted agent re-sends what is
+  left *before* registering, while the dead instance still holds the lease.
+- **Graceful shutdown** (§1.5): stop claiming (a claim answered later is released unstarted), let jobs run
+  up to ``shutdown_timeout`` (a second signal ends the wait), stop the rest and release them as started,
+  then deregister.
+
+The agent's own log names jobs by id only: payloads, parameters and secrets never reach it.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from stackl import __version__
+from stackl.agent.executors.base import Executor, Job, LogLine, Result
+from stackl.agent.protocol import AgentProtocol, CallFailed, GaveUp
+from stackl.agent.secrets import Masker
+from stackl.agent.streaming import EventStream
+from stackl.domain.clock import SystemClock, rfc3339
+from stackl.domain.ids import ulid
+
+log = structlog.get_logger(__name__)
+
+PROTOCOL = 1
+
+
+@dataclass
+class Timing:
+    """What the server's register answer fixes (defaults = agents.md §1.2)."""
+
+    heartbeat_interval_s: float = 10.0
+    fence_after_s: float = 45.0
+    claim_wait_s: float = 30.0
+
+
+@dataclass
+class _Running:
+    job_id: str
+    attempt: int
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    phase: str = "claimed"
+    abandoned: bool = False  # the server says it is no longer ours: report nothing
+    give_back: bool = False  # shutdown or self-fencing: release as started instead of reporting
+    cancel_reason: str = ""
+    lost: bool = False  # mock `lost`: left out of heartbeats, never reported
+
+
+class AgentRunner:
+    """One agent instance; ``await run(stop, force)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        protocol: AgentProtocol,
+        executor: Executor,
+        data_dir: Path,
+        max_jobs: int = 4,
+        shutdown_timeout_s: float = 300.0,
+        labels: dict[str, str] | None = None,
+        timing: Timing | None = None,
+    ) -> None:
+        self.name = name
+        self._protocol = protocol
+        self._executor = executor
+        self._data_dir = data_dir
+        self._results_dir = data_dir / "results"
+        self._max_jobs = max_jobs
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._labels = dict(labels or {})
+        self.timing = timing or Timing()
+        self.instance_id = ulid(SystemClock().now())
+        self._previous_id: str | None = None
+        self._running: dict[str, _Running] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._last_ack = time.monotonic()
+        self._force = asyncio.Event()  # set: calls stop retrying (a forced stop, or the server going away)
+        self.registered = asyncio.Event()
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, force: asyncio.Event | None = None) -> None:
+        """Serve until ``stop`` is set, then shut down gracefully (``force`` skips the wait for jobs)."""
+        force = force or asyncio.Event()
+        self._force = force
+        self._prepare_data_dir()
+        await self._resend_results(stop)
+        if stop.is_set():
+            return
+        await self._register(stop)
+        if stop.is_set():
+            return
+        self._last_ack = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            heartbeats = group.create_task(self._heartbeat_loop())
+            jobs: set[asyncio.Task[None]] = set()
+            claims = group.create_task(self._claim_loop(stop, group, jobs))
+            await stop.wait()
+            self._stopping = True
+            await claims
+            await self._drain(jobs, force)
+            heartbeats.cancel()
+        await self._deregister()
+        log.info("agent_stopped", agent=self.name, instance_id=self.instance_id)
+
+    def _prepare_data_dir(self) -> None:
+        self._results_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self._data_dir, 0o700)
+        id_file = self._data_dir / "instance-id"
+        if id_file.exists():
+            self._previous_id = id_file.read_text().strip() or None
+        id_file.write_text(self.instance_id + "\n")
+
+    async def _register(self, stop: asyncio.Event) -> None:
+        body = {
+            "name": self.name,
+            "instance_id": self.instance_id,
+            "previous_instance_id": self._previous_id,
+            "hostname": socket.gethostname(),
+            "version": __version__,
+            "protocol": PROTOCOL,
+            "executors": [self._executor.name],
+            "tools": dict.fromkeys(self._executor.tools(), ""),
+            "labels": self._labels,
+            "max_jobs": self._max_jobs,
+        }
+        _, answer = await self._protocol.call("/agents/register", body, give_up=stop.is_set)
+        if isinstance(answer, dict):
+            self.timing.heartbeat_interval_s = float(answer.get("heartbeat_interval_s", 10))
+            self.timing.fence_after_s = float(answer.get("fence_after_s", 45))
+        self.registered.set()
+        log.info(
+            "agent_registered", agent=self.name, instance_id=self.instance_id, previous=self._previous_id
+        )
+
+    async def _deregister(self) -> None:
+        with contextlib.suppress(CallFailed, GaveUp):
+            await self._protocol.call(
+                f"/agents/{self.name}/deregister", {"instance_id": self.instance_id}, retry=False
+            )
+
+    async def _drain(self, jobs: set[asyncio.Task[None]], force: asyncio.Event) -> None:
+        """Let running jobs finish for up to the shutdown timeout (or until ``force``), then stop the rest."""
+        pending = {task for task in jobs if not task.done()}
+        if pending:
+            log.info("agent_draining", agent=self.name, jobs=len(pending), timeout_s=self._shutdown_timeout_s)
+            all_done = asyncio.ensure_future(asyncio.wait(pending))
+            forced = asyncio.ensure_future(force.wait())
+            await asyncio.wait(
+                [all_done, forced], timeout=self._shutdown_timeout_s, return_when="FIRST_COMPLETED"
+            )
+            for waiter in (all_done, forced):
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+        for state in self._running.values():
+            state.give_back = True
+            state.cancel.set()
+        for task in jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- heartbeat and self-fencing ---------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.timing.heartbeat_interval_s)
+            await self.heartbeat_once()
+
+    async def heartbeat_once(self) -> None:
+        """One heartbeat: renew leases, apply cancel and abandon lists, self-fence when cut off too long."""
+        sent = time.monotonic()
+        body = {
+            "instance_id": self.instance_id,
+            "free_slots": max(self._max_jobs - len(self._running), 0),
+            "running": [
+                {"job_id": s.job_id, "attempt": s.attempt, "phase": s.phase}
+                for s in self._running.values()
+                if not s.lost
+            ],
+        }
+        try:
+            _, answer = await self._protocol.call(
+                f"/agents/{self.name}/heartbeat",
+                body,
+                retry=False,
+                timeout_s=self.timing.heartbeat_interval_s,
+            )
+        except CallFailed as exc:
+            if exc.status == 404:  # the server forgot this instance: announce it again
+                with contextlib.suppress(CallFailed, GaveUp):
+                    await self._register(asyncio.Event())
+            self._fence_if_cut_off()
+            return
+        except GaveUp:
+            self._fence_if_cut_off()
+            return
+        self._last_ack = sent
+        for entry in answer.get("cancel", []) if isinstance(answer, dict) else []:
+            self._cancel(str(entry.get("job_id")), str(entry.get("reason", "cancelled")))
+        for entry in answer.get("abandon", []) if isinstance(answer, dict) else []:
+            state = self._running.get(str(entry.get("job_id")))
+            if state is not None and state.attempt == entry.get("attempt"):
+                log.warning(
+                    "job_abandoned", job_id=state.job_id, attempt=state.attempt, reason=entry.get("reason")
+                )
+                state.abandoned = True
+                state.cancel.set()
+
+    def _fence_if_cut_off(self) -> None:
+        if time.monotonic() - self._last_ack < self.timing.fence_after_s:
+            return
+        for state in self._running.values():
+            if not state.give_back:
+                log.warning("job_fenced", job_id=state.job_id, attempt=state.attempt)
+                state.give_back = True
+                state.cancel.set()
+
+    def _cancel(self, job_id: str, reason: str) -> None:
+        state = self._running.get(job_id)
+        if state is not None and not state.cancel.is_set():
+            log.info("job_cancel_requested", job_id=job_id, attempt=state.attempt)
+            state.cancel_reason = reason
+            state.cancel.set()
+
+    # --- claim ------------------------------------------------------------------------------------------
+    async def _claim_loop(
+        self, stop: asyncio.Event, group: asyncio.TaskGroup, jobs: set[asyncio.Task[None]]
+    ) -> None:
+        failures = 0
+        while not stop.is_set():
+            free = self._max_jobs - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await _first(stop.wait(), self._slot_freed.wait())
+                continue
+            body = {"instance_id": self.instance_id, "wait": self.timing.claim_wait_s, "max_jobs": free}
+            claim = asyncio.create_task(
+                self._protocol.call(
+                    f"/agents/{self.name}/claim", body, retry=False, timeout_s=self.timing.claim_wait_s + 15
+                )
+            )
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([claim, stopped], return_when="FIRST_COMPLETED")
+            stopped.cancel()
+            if not claim.done():
+                claim.cancel()  # a job the server handed out meanwhile is re-queued as lost in transit
+                with contextlib.suppress(asyncio.CancelledError, CallFailed, GaveUp):
+                    await claim
+                return
+            try:
+                status, answer = claim.result()
+            except (CallFailed, GaveUp) as exc:
+                failures += 1
+                if isinstance(exc, CallFailed) and exc.status == 404:
+                    with contextlib.suppress(CallFailed, GaveUp):
+                        await self._register(stop)
+                await _first(stop.wait(), asyncio.sleep(min(0.5 * 2**failures, 30)))
+                continue
+            failures = 0
+            if status == 204 or not isinstance(answer, dict):
+                continue
+            for payload in answer.get("jobs", []):
+                if stop.is_set():
+                    await self._release(payload, started=False)
+                    continue
+                state = _Running(job_id=str(payload.get("job_id")), attempt=int(payload.get("attempt", 0)))
+                self._running[state.job_id] = state
+                task = group.create_task(self._run_job(payload, state), name=f"job-{state.job_id}")
+                jobs.add(task)
+                task.add_done_callback(jobs.discard)
+
+    async def _release(self, payload: dict[str, Any], *, started: bool) -> None:
+        job_id, attempt = str(payload.get("job_id")), int(payload.get("attempt", 0))
+        body = {"instance_id": self.instance_id, "attempt": attempt, "started": started}
+        try:
+            await self._protocol.call(
+                self._protocol.job_path(job_id, "release"), body, give_up=self._force.is_set
+            )
+            log.info("job_released", job_id=job_id, attempt=attempt, started=started)
+        except (CallFailed, GaveUp) as exc:
+            log.warning("job_release_failed", job_id=job_id, attempt=attempt, error=str(exc))
+
+    # --- one job ----------------------------------------------------------------------------------------
+    async def _run_job(self, payload: dict[str, Any], state: _Running) -> None:
+        try:
+            await self._execute(payload, state)
+        finally:
+            self._running.pop(state.job_id, None)
+            self._slot_freed.set()
+
+    async def _execute(self, payload: dict[str, Any], state: _Running) -> None:
+        job_id, attempt = state.job_id, state.attempt
+        structlog.contextvars.bind_contextvars(job_id=job_id, agent=self.name)
+        secrets = payload.get("secrets") if isinstance(payload.get("secrets"), dict) else {}
+        masker = Masker(secrets or {})
+        try:
+            job = Job.model_validate(payload)
+        except ValidationError as exc:
+            summary = f"invalid job payload: {len(exc.errors())} error(s) in " + ", ".join(
+                ".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5]
+            )
+            await self._report(job_id, attempt, _failed(summary), last_seq=0)
+            return
+        try:
+            await self._protocol.call(
+                self._protocol.job_path(job_id, "start"),
+                {"instance_id": self.instance_id, "attempt": attempt},
+                give_up=lambda: state.give_back,
+            )
+        except (CallFailed, GaveUp) as exc:
+            log.warning("job_start_refused", job_id=job_id, attempt=attempt, error=str(exc))
+            return
+        state.phase = "running"
+        stream = EventStream(
+            self._protocol,
+            instance_id=self.instance_id,
+            job_id=job_id,
+            attempt=attempt,
+            masker=masker,
+            on_cancel=lambda reason: self._cancel(job_id, reason),
+            give_up=lambda: state.abandoned,
+        )
+        stream.start()
+        started_at = rfc3339(SystemClock().now())
+
+        def emit(line: LogLine) -> None:
+            stream.push(line)
+
+        try:
+            result = await self._executor.run(job, emit=emit, cancel=state.cancel)
+        except Exception as exc:  # an executor bug must not take the agent down
+            log.error("job_executor_failed", job_id=job_id, error=type(exc).__name__)
+            result = _failed(f"executor {self._executor.name} failed: {type(exc).__name__}")
+        if result.lost:
+            state.lost = True
+            await stream.abort()
+            log.info("job_lost_on_purpose", job_id=job_id, attempt=attempt)
+            return
+        if state.abandoned or stream.lost:
+            await stream.abort()
+            log.info("job_dropped", job_id=job_id, attempt=attempt)
+            return
+        await stream.close()
+        if state.give_back:
+            await self._release({"job_id": job_id, "attempt": attempt}, started=True)
+            return
+        if result.cancelled and state.cancel_reason and not result.error_message:
+            result = _failed(state.cancel_reason, cancelled=True)
+        await self._report(job_id, attempt, result, last_seq=stream.last_seq, started_at=started_at)
+
+    async def _report(
+        self, job_id: str, attempt: int, result: Result, *, last_seq: int, started_at: str | None = None
+    ) -> None:
+        body = {
+            "instance_id": self.instance_id,
+            "attempt": attempt,
+            "status": result.status,
+            "exit_code": result.exit_code,
+            "outputs": result.outputs,
+            "error_message": result.error_message if result.status == "FAILED" else "",
+            "started_at": started_at,
+            "finished_at": rfc3339(SystemClock().now()),
+            "duration_s": result.duration_s,
+            "timed_out": result.timed_out,
+            "cancelled": result.cancelled,
+            "last_seq": last_seq,
+        }
+        if result.hosts is not None:
+            body["outputs"] = {**result.outputs, "stackl_hosts": result.hosts}
+        path = self._results_dir / f"{job_id}-{attempt}.json"
+        _write_private(path, {"name": self.name, "job_id": job_id, "body": body})
+        await self._send_result(path, job_id, body, give_up=self._force.is_set)
+
+    async def _send_result(self, path: Path, job_id: str, body: dict[str, Any], *, give_up: Any) -> None:
+        try:
+            _, answer = await self._protocol.call(
+                self._protocol.job_path(job_id, "result"), body, give_up=give_up
+            )
+        except CallFailed as exc:
+            log.warning(
+                "job_result_refused",
+                job_id=job_id,
+                attempt=body.get("attempt"),
+                status=exc.status,
+                reason=exc.reason,
+            )
+            if exc.status in (404, 409, 422):
+                _forget(path)
+            return
+        except GaveUp:
+            return
+        _forget(path)
+        log.info(
+            "job_finished",
+            job_id=job_id,
+            attempt=body.get("attempt"),
+            status=body.get("status"),
+            duration_s=body.get("duration_s"),
+            accepted=answer.get("accepted") if isinstance(answer, dict) else None,
+        )
+
+    async def _resend_results(self, stop: asyncio.Event) -> None:
+        """Re-send results a previous run could not deliver (the dead instance's lease may still hold)."""
+        for path, saved in _saved_results(self._results_dir):
+            if saved.get("name") != self.name:
+                continue
+            log.info("job_result_resent", job_id=saved.get("job_id"))
+            await self._send_result(
+                path, str(saved.get("job_id")), saved.get("body", {}), give_up=stop.is_set
+            )
+
+
+def _saved_results(directory: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The results a previous run left unsent; unreadable files are dropped."""
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if isinstance(saved, dict):
+            found.append((path, saved))
+    return found
+
+
+def _forget(path: Path) -> None:
+    """Drop a saved result the server answered (accepted, duplicate, or refused for good)."""
+    path.unlink(missing_ok=True)
+
+
+def _failed(summary: str, *, cancelled: bool = False) -> Result:
+    return Result(status="FAILED", error_message=summary, cancelled=cancelled)
+
+
+def _write_private(path: Path, content: dict[str, Any]) -> None:
+    """Write a file only the agent's user can read (results may hold outputs)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(content, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+async def _first(*waits: Any) -> None:
+    """Wait until the first of several awaitables finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,139 @@
+"""The agent protocol and the agent list (api.md §B.4; agents.md §1-4).
+
+Routes translate the wire bodies of ``schemas.agents`` into the use cases of ``usecases.agents`` and back;
+fencing, leases and masking live there. Tokens are a later issue: every call is accepted for now.
+"""
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from stackl.api.deps import PortsDep
+from stackl.schemas.agents import (
+    AttemptBody,
+    ClaimBody,
+    DeregisterBody,
+    EventsBody,
+    HeartbeatBody,
+    RegisterBody,
+    ReleaseBody,
+    ResultBody,
+)
+from stackl.usecases import agents as cases
+
+router = APIRouter(prefix="/agents", tags=["agents"])
+
+
+@router.post("/register")
+async def register_agent(body: RegisterBody, ports: PortsDep) -> dict[str, Any]:
+    """Announce an agent instance; answers the timings and limits it must use."""
+    registration = cases.Registration(
+        name=body.name,
+        instance_id=body.instance_id,
+        previous_instance_id=body.previous_instance_id,
+        hostname=body.hostname,
+        version=body.version,
+        protocol=body.protocol,
+        executors=body.executors,
+        tools=body.tools,
+        labels=body.labels,
+        max_jobs=body.max_jobs,
+    )
+    return await cases.register(ports, registration)
+
+
+@router.post("/{name}/heartbeat")
+async def agent_heartbeat(name: str, body: HeartbeatBody, ports: PortsDep) -> dict[str, Any]:
+    """Liveness and lease renewal; answers the jobs to cancel and to abandon."""
+    running = [cases.Running(job_id=j.job_id, attempt=j.attempt, phase=j.phase) for j in body.running]
+    return await cases.heartbeat(
+        ports, name, instance_id=body.instance_id, free_slots=body.free_slots, running=running
+    )
+
+
+@router.post("/{name}/claim", response_model=None)
+async def claim_jobs(
+    name: str, body: ClaimBody, ports: PortsDep, request: Request
+) -> dict[str, Any] | Response:
+    """Long-poll for jobs: 200 with their payloads, or 204 when none arrived within ``wait``."""
+    jobs = await cases.claim(
+        ports,
+        name,
+        instance_id=body.instance_id,
+        wait=body.wait,
+        max_jobs=body.max_jobs,
+        gone=request.is_disconnected,  # a dead agent's open claim must not take jobs
+    )
+    if not jobs:
+        return Response(status_code=204)
+    return {"jobs": jobs}
+
+
+@router.post("/{name}/jobs/{job_id}/start")
+async def start_job(name: str, job_id: str, body: AttemptBody, ports: PortsDep) -> dict[str, Any]:
+    """The tool is about to run."""
+    await cases.start(ports, name, job_id, instance_id=body.instance_id, attempt=body.attempt)
+    return {}
+
+
+@router.post("/{name}/jobs/{job_id}/events")
+async def post_job_events(name: str, job_id: str, body: EventsBody, ports: PortsDep) -> dict[str, Any]:
+    """A batch of log lines; answers the highest stored seq, whether to stop streaming, and a cancel."""
+    lines = [cases.Event(seq=e.seq, text=e.text, stream=e.stream, ts=e.ts) for e in body.events]
+    return await cases.events(
+        ports, name, job_id, instance_id=body.instance_id, attempt=body.attempt, lines=lines
+    )
+
+
+@router.post("/{name}/jobs/{job_id}/result")
+async def post_job_result(name: str, job_id: str, body: ResultBody, ports: PortsDep) -> dict[str, Any]:
+    """The final status of an attempt: the first result wins, a repeat is answered as a duplicate."""
+    outcome = cases.JobResult(
+        attempt=body.attempt,
+        status=body.status,
+        exit_code=body.exit_code,
+        outputs=body.outputs,
+        error_message=body.error_message,
+        started_at=body.started_at,
+        finished_at=body.finished_at,
+        duration_s=body.duration_s,
+        timed_out=body.timed_out,
+        cancelled=body.cancelled,
+        last_seq=body.last_seq,
+    )
+    return await cases.result(ports, name, job_id, instance_id=body.instance_id, outcome=outcome)
+
+
+@router.post("/{name}/jobs/{job_id}/release")
+async def release_job(name: str, job_id: str, body: ReleaseBody, ports: PortsDep) -> dict[str, Any]:
+    """Give a job back (shutdown); started ones count as a lease expiry."""
+    await cases.release(
+        ports, name, job_id, instance_id=body.instance_id, attempt=body.attempt, started=body.started
+    )
+    return {}
+
+
+@router.post("/{name}/deregister", status_code=204)
+async def deregister_agent(name: str, body: DeregisterBody, ports: PortsDep) -> Response:
+    """The instance is going away: offline at once."""
+    await cases.deregister(ports, name, instance_id=body.instance_id)
+    return Response(status_code=204)
+
+
+@router.get("")
+async def list_agents(ports: PortsDep) -> dict[str, Any]:
+    """Every agent with its state, instances and running jobs."""
+    return {"items": await cases.list_agents(ports), "next_cursor": None}
+
+
+@router.get("/{name}")
+async def get_agent(name: str, ports: PortsDep) -> dict[str, Any]:
+    """One agent."""
+    return await cases.get_agent(ports, name)
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_agent(name: str, ports: PortsDep) -> Response:
+    """Forget an agent's instances; its queued jobs stay queued."""
+    await cases.delete_agent(ports, name)
+    return Response(status_code=204)
