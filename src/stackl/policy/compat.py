@@ -57,6 +57,9 @@ _KEYWORDS = frozenset(
 )
 _HEAD = re.compile(rf"(?:default\s+)?({_IDENT})")
 _CALL = re.compile(rf"(?<![A-Za-z0-9_.\]\)])({_REF})\s*\(")
+# A whole call argument that is a reference iterating with `_` (``input.prefixes[_]``, ``xs[_].name``).
+_WILDCARD_ARG = re.compile(rf"\s*({_IDENT}(?:\.{_IDENT}|\[[^\[\]]*\])*\[_\](?:\.{_IDENT}|\[[^\[\]]*\])*)\s*")
+HOISTED = "__stackl_w"
 _ERROR = re.compile(r"\(error \d+:[^|\n]*\|(\d+)\|\d+")
 _ERRORMSG = re.compile(r"\(errormsg (\d+):")
 _OPENERS, _CLOSERS = "([{", ")]}"
@@ -247,6 +250,58 @@ def scan(source: str) -> Module:
     )
 
 
+def _arguments(masked: str, open_paren: int, close_paren: int) -> list[tuple[int, int]]:
+    """(start, end) of each top-level argument between a call's parentheses."""
+    spans, depth, start = [], 0, open_paren + 1
+    for i in range(open_paren + 1, close_paren):
+        ch = masked[i]
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth -= 1
+        elif ch == "," and depth == 0:
+            spans.append((start, i))
+            start = i + 1
+    spans.append((start, close_paren))
+    return spans
+
+
+def _hoisted_wildcards(module: Module) -> list[tuple[int, int, str]]:
+    """Edits that bind ``_`` references used as call arguments to a variable first (an engine bug).
+
+    regopy 1.5.2 refuses ``startswith(image, input.prefixes[_])`` ("Invalid bracket argument"), which OPA
+    evaluates for every element. A call that is a statement of its own (after ``{``, ``;`` or a line start,
+    before ``}``, ``;`` or a line end, not negated) becomes ``__stackl_wN := input.prefixes[_]; startswith(image,
+    __stackl_wN)``: the same meaning, on the same line. Negated or nested calls are left as they are.
+    """
+    masked, edits, counter = module.masked, [], 0
+    for match in _CALL.finditer(masked):
+        start, open_paren = match.start(1), match.end() - 1
+        close_paren = _matching(masked, open_paren)
+        if close_paren < 0:
+            continue
+        before = masked[:start].rstrip(" \t")
+        if before and before[-1] not in "{;\n":
+            continue
+        if re.search(r"(?:^|[\s{;])not\s*$", masked[:start]):
+            continue
+        after = masked[close_paren + 1 :].lstrip(" \t\r")
+        if after and after[0] not in "};\n":
+            continue
+        bindings = []
+        for arg_start, arg_end in _arguments(masked, open_paren, close_paren):
+            found = _WILDCARD_ARG.fullmatch(masked, arg_start, arg_end)
+            if found is None:
+                continue
+            counter += 1
+            variable = f"{HOISTED}{counter}"
+            bindings.append(f"{variable} := {module.source[found.start(1) : found.end(1)]}; ")
+            edits.append((found.start(1), found.end(1), variable))
+        if bindings:
+            edits.append((start, start, "".join(bindings)))
+    return edits
+
+
 def _calls(module: Module) -> Iterator[tuple[str, int]]:
     for match in _CALL.finditer(module.masked):
         yield match.group(1), match.start(1)
@@ -255,8 +310,9 @@ def _calls(module: Module) -> Iterator[tuple[str, int]]:
 def rewrite(module: Module) -> Rewrite:
     """Make a v0 module evaluate as OPA 0.x did; a ``rego.v1`` module is returned unchanged.
 
-    ``name[term] { body }`` becomes ``name contains term if { body }`` (a real set), and calls of ``all``/``any``
-    call helpers appended after the last line. No newline is added or removed before the end of the source.
+    ``name[term] { body }`` becomes ``name contains term if { body }`` (a real set), calls of ``all``/``any``
+    call helpers appended after the last line, and ``_`` references passed to a call are bound to a variable
+    first (see `_hoisted_wildcards`). No newline is added or removed before the end of the source.
     """
     source = module.source
     if module.v1:
@@ -267,6 +323,7 @@ def rewrite(module: Module) -> Rewrite:
         edits.append((head.close_bracket, head.close_bracket + 1, " "))
         if not head.has_if:
             edits.append((head.body, head.body, "if "))
+    edits.extend(_hoisted_wildcards(module))
     helpers: list[str] = []
     for name, offset in _calls(module):
         if name in _HELPERS and name not in module.functions:

@@ -122,9 +122,6 @@ def test_default_on_a_partial_set_is_rejected_at_check(engine: RegoPolicyEngine)
         engine.check("p", source)
 
 
-@pytest.mark.xfail(
-    reason="regopy 1.5.2: a ref with `_` as a call argument fails ('Invalid bracket argument')"
-)
 def test_documents_spec_policy_with_the_api_example(engine: RegoPolicyEngine) -> None:
     info = engine.check("allowed_registries", REGISTRIES_POLICY)
     assert info.rules == {"infringement"}
@@ -132,6 +129,14 @@ def test_documents_spec_policy_with_the_api_example(engine: RegoPolicyEngine) ->
         Policy("allowed_registries", 4, REGISTRIES_POLICY), "infringement", REGISTRIES_INPUT
     )
     assert decision.value == [{"msg": "image docker.io/x/vm:1 of vm is not from an approved registry"}]
+    approved = {
+        **REGISTRIES_INPUT,
+        "services": {
+            "web": {"functional_requirements": {"vm": {"vmw": {"image": "registry.example.com/vm:1"}}}}
+        },
+    }
+    allowed = engine.evaluate(Policy("allowed_registries", 4, REGISTRIES_POLICY), "infringement", approved)
+    assert allowed.value == []  # the `_` inside startswith's argument iterates, as in OPA
 
 
 def test_sat_policy_solutions(engine: RegoPolicyEngine) -> None:

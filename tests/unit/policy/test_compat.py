@@ -101,3 +101,23 @@ def test_count_expressions() -> None:
     assert compat.count_expressions("x := 1; y := [1; 2]") == 2
     assert compat.count_expressions('data.p.x\n"a;b"\n') == 2
     assert compat.count_expressions("data.p.x") == 1
+
+
+def test_wildcard_call_arguments_are_bound_first_on_the_same_line() -> None:
+    source = (
+        "package p\n"
+        "approved(image) { startswith(image, input.prefixes[_]) }\n"
+        "deny[m] {\n"
+        "  x := input.xs[_]\n"
+        "  not startswith(x, input.p[_])\n"
+        '  m := sprintf("%v", [input.q[_]])\n'
+        "  endswith(x, input.s[_].suffix)\n"
+        "}\n"
+    )
+    text = compat.rewrite(compat.scan(source)).text
+    lines = text.splitlines()
+    assert lines[1] == "approved(image) { __stackl_w1 := input.prefixes[_]; startswith(image, __stackl_w1) }"
+    assert lines[4] == "  not startswith(x, input.p[_])"  # negated: binding first would change the meaning
+    assert lines[5] == '  m := sprintf("%v", [input.q[_]])'  # not a statement of its own
+    assert lines[6] == "  __stackl_w2 := input.s[_].suffix; endswith(x, __stackl_w2)"
+    assert len(lines) == len(source.splitlines())
