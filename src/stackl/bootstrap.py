@@ -59,6 +59,7 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
                 clock=clock,
                 write_retries=settings.database.write_retries,
                 policy_timeout_s=settings.policy.timeout_s,
+                task_max_attempts=settings.tasks.max_lease_expiries + 1,
             )
     finally:
         policies.close()

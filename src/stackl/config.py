@@ -43,6 +43,26 @@ class ServerSettings(BaseModel):
     upgrade: bool = Field(True, description="apply schema migrations at start")
 
 
+class WorkerSettings(BaseModel):
+    """The worker loop that runs tasks (``stackl worker``, or inside the server)."""
+
+    concurrency: int = Field(4, ge=1, le=256, description="tasks one worker process runs at once")
+    lease_s: float = Field(
+        30.0, ge=0.3, le=3600, description="task lease in seconds; heartbeats renew it every lease_s / 3"
+    )
+    shutdown_timeout_s: float = Field(
+        10.0, ge=0, le=3600, description="graceful stop: seconds to let running tasks finish before release"
+    )
+
+
+class TaskSettings(BaseModel):
+    """Server-side operations (tasks)."""
+
+    max_lease_expiries: int = Field(
+        5, ge=1, le=100, description="worker leases a task may lose before it fails (worker lost N times)"
+    )
+
+
 class DatabaseSettings(BaseModel):
     """The one SQL database (documents, revisions, tasks, jobs)."""
 
@@ -87,6 +107,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, description="server-side data directory")
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    tasks: TaskSettings = TaskSettings()
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
     policy: PolicySettings = PolicySettings()

@@ -10,6 +10,7 @@ Each class's docstring is its default message; attributes carry the structured d
     │   ├── MissingReferences
     │   ├── PolicyError
     │   ├── PlacementFailed
+    │   ├── InstanceExists                     (code already_exists, kept 422 as in STACKL 0.5)
     │   └── IdempotencyKeyReused
     ├── Malformed                          400 (body does not parse, bad query parameter)
     ├── PayloadTooLarge                    413
@@ -140,6 +141,12 @@ class PlacementFailed(InvalidInput):
 
     def extra(self) -> dict[str, Any]:
         return {"explanation": self.explanation}
+
+
+class InstanceExists(InvalidInput):
+    """Stack instance already exists."""
+
+    code = "already_exists"
 
 
 class IdempotencyKeyReused(InvalidInput):

@@ -6,7 +6,7 @@ Process commands (server, demo, db) import their heavy dependencies inside the c
 import typer
 
 from stackl.cli import root
-from stackl.processes import agent, db, demo, server
+from stackl.processes import agent, db, demo, server, worker
 
 app = typer.Typer(
     name="stackl",
@@ -18,4 +18,5 @@ root.register(app)
 app.command("server")(server.server)
 app.command("demo")(demo.demo)
 app.command("agent")(agent.agent)
+app.command("worker")(worker.worker)
 app.add_typer(db.app, name="db")

@@ -1,5 +1,10 @@
-"""`stackl demo`, the README's first command: a real server process with the bundled example loaded."""
+"""`stackl demo`, the README's first command: a real server with the bundled example loaded and deployed.
 
+The deployment is real: the embedded worker runs the create task and the embedded agent runs the example's
+Ansible playbooks, which write files under ``<data dir>/demo-output`` and pass outputs from db to web.
+"""
+
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -20,7 +25,7 @@ def run_demo(tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_demo_loads_the_example_then_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_loads_and_deploys_the_example_then_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     first = run_demo(tmp_path, data_dir)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -28,10 +33,20 @@ def test_demo_loads_the_example_then_stops_cleanly(tmp_path: Path) -> None:
     assert "stack_application_template web_shop" in first.stdout
     assert "Traceback" not in first.stderr
     assert (data_dir / "stackl.db").is_file()
+    # Deployed: both steps READY, outputs passed from db to web, files written by the playbooks.
+    assert "  succeeded: 2 ready" in first.stdout, first.stdout
+    assert re.search(r"db\s+postgres_config\s+READY", first.stdout), first.stdout
+    assert re.search(r"web\s+nginx_config\s+READY", first.stdout), first.stdout
+    assert "output web_url: http://localhost:8081" in first.stdout
+    nginx = (data_dir / "demo-output" / "nginx.conf").read_text()
+    assert "server localhost:5432;" in nginx  # db's outputs reached the web step
+    assert "listen 8081;" in nginx  # the manifest's service_params
+    assert "platform-team" in (data_dir / "demo-output" / "postgresql.conf").read_text()
 
     again = run_demo(tmp_path, data_dir)  # the data survives; applying the same example changes nothing
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("  unchanged ") == EXAMPLE_DOCUMENTS, again.stdout
+    assert "Stack instance demo is already deployed" in again.stdout
 
 
 def test_demo_reports_a_port_in_use(tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ from stackl.api.legacy import (
     snapshots,
     stack_application_templates,
     stack_infrastructure_templates,
+    stack_instances,
 )
 from stackl.api.middleware import RequestContextMiddleware
-from stackl.api.routes import agents, documents, health, instances, policies
+from stackl.api.routes import agents, documents, health, instances, policies, tasks
 from stackl.config import Settings
 from stackl.usecases.ports import Ports
 
@@ -52,6 +53,8 @@ def create_app(settings: Settings, ports: Ports) -> FastAPI:
         snapshots,
         documents,
         instances,
+        stack_instances,
+        tasks,
         policies,
         agents,
     ):

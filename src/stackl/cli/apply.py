@@ -6,8 +6,8 @@ order. Server errors are reported against the file each document came from. ``--
 reports without writing; ``--diff`` shows each change as a YAML diff. The same change rendering serves
 ``stackl diff -d``.
 
-``apply -c MANIFEST INSTANCE`` (instance create-or-update, spec/cli.md §4.2) is added to this command with the
-instance commands; until then ``-d`` is required.
+``apply -c MANIFEST INSTANCE`` creates the stack instance when it does not exist (``cli/instances.py``);
+updating an existing one comes with the update operation.
 """
 
 import difflib
@@ -18,7 +18,7 @@ import jsonpatch
 import typer
 
 from stackl import errors
-from stackl.cli import context, exits, files, kinds, output
+from stackl.cli import context, exits, files, instances, kinds, output
 from stackl.client.client import JsonDict, StacklClient
 
 READ_ONLY_FIELDS = ("metadata", "infrastructure_capabilities")
@@ -26,20 +26,41 @@ READ_ONLY_FIELDS = ("metadata", "infrastructure_capabilities")
 
 def apply(
     ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(metavar="[INSTANCE]", help="Stack instance name (with -c).")
+    ] = None,
     directory: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "-d",
             "--directory",
             exists=True,
             help="Directory (searched recursively for *.yml, *.yaml, *.json) or single file of documents.",
         ),
-    ],
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("-c", "--config-file", exists=True, help="Instance manifest (YAML): apply INSTANCE."),
+    ] = None,
+    params: Annotated[
+        list[str] | None, typer.Option("-p", "--params", help="With -c: JSON object, repeatable.")
+    ] = None,
+    show_progress: instances.ShowProgress = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; write nothing.")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show each change as a YAML diff.")] = False,
 ) -> None:
-    """Create or update every document of DIR in one all-or-nothing bulk apply."""
+    """Create or update every document of DIR in one bulk apply, or (-c) create stack instance INSTANCE."""
     opts = context.options(ctx)
+    with exits.reporting(quiet=opts.quiet):
+        if (directory is None) == (manifest is None):
+            raise exits.UsageFailure("give either -d DIR or -c MANIFEST INSTANCE")
+        if manifest is not None and not name:
+            raise exits.UsageFailure("apply -c MANIFEST needs the INSTANCE name")
+    if manifest is not None:
+        assert name is not None  # noqa: S101 - checked above
+        instances.apply_instance(ctx, name, manifest, params=params, show_progress=show_progress)
+        return
+    assert directory is not None  # noqa: S101 - checked above
     with exits.reporting(quiet=opts.quiet):
         docs, sources = files.load(directory)
 

@@ -5,18 +5,18 @@ every referrer and the command exits 5, so nothing is left dangling by accident.
 and the server's warnings name the references left dangling. Snapshots go through the STACKL 0.5 path and
 print its result text.
 
-``delete instance`` starts an orchestration task (delete steps, ``--force``, progress) and comes with the
-instance commands; it is not accepted here, so it cannot reach ``/documents`` (which refuses it with 405).
+``delete instance NAME`` starts the instance's delete task through the 0.5 path instead (``--force`` runs every
+delete step despite failures, ``-s`` follows the task): see ``cli/instances.py``.
 """
 
 from typing import Annotated
 
 import typer
 
-from stackl.cli import context, kinds
+from stackl.cli import context, instances, kinds
 from stackl.client.client import StacklClient
 
-DELETABLE_TYPES = (*kinds.CONFIGURATION_TYPES, "snapshot")
+DELETABLE_TYPES = (*kinds.CONFIGURATION_TYPES, "snapshot", "stack_instance")
 
 
 def delete(
@@ -25,19 +25,27 @@ def delete(
         str,
         typer.Argument(
             metavar="KIND",
-            help="environment, location, zone, sat, sit, service, functional-requirement, policy-template or "
-            "snapshot.",
+            help="instance, environment, location, zone, sat, sit, service, functional-requirement, "
+            "policy-template or snapshot.",
             autocompletion=kinds.complete,
             show_default=False,
         ),
     ],
     name: Annotated[str, typer.Argument(metavar="NAME", help="Name of the document.", show_default=False)],
     force: Annotated[
-        bool, typer.Option("--force", help="Delete even when other documents reference it.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete even when other documents reference it; instances: despite failed delete steps.",
+        ),
     ] = False,
+    show_progress: instances.ShowProgress = False,
 ) -> None:
     """Delete a document; a referenced document is kept (exit 5) unless --force is given."""
     doc_type = kinds.resolve(kind, allowed=DELETABLE_TYPES, command="delete")
+    if doc_type == "stack_instance":
+        instances.delete(ctx, name, force=force, show_progress=show_progress)
+        return
 
     async def work(client: StacklClient) -> None:
         if doc_type == "snapshot":

@@ -13,7 +13,20 @@ from typing import Annotated, Any
 import typer
 
 from stackl import __version__
-from stackl.cli import apply, connect, context, create, delete, edit, get, history, info, plan, policy
+from stackl.cli import (
+    apply,
+    connect,
+    context,
+    create,
+    delete,
+    edit,
+    get,
+    history,
+    info,
+    instances,
+    plan,
+    policy,
+)
 
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
@@ -32,14 +45,16 @@ def register(app: typer.Typer) -> None:
         "diff": history.diff,
         "restore": history.restore,
         "plan": plan.plan,
+        "tasks": instances.tasks,
     }
     for name, command in commands.items():
         app.command(name, context_settings=HELP_SETTINGS)(command)
     create_group = typer.Typer(
-        name="create", help="Create snapshots and policy templates.", no_args_is_help=True
+        name="create", help="Create stack instances, snapshots and policy templates.", no_args_is_help=True
     )
     create_group.command("snapshot", context_settings=HELP_SETTINGS)(create.snapshot)
     create_group.command("policy", context_settings=HELP_SETTINGS)(create.policy)
+    create_group.command("instance", context_settings=HELP_SETTINGS)(instances.create)
     app.add_typer(create_group, name="create", context_settings=HELP_SETTINGS)
     policy_group = typer.Typer(
         name="policy", help="Evaluate Rego policies on the server.", no_args_is_help=True

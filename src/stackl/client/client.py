@@ -245,6 +245,33 @@ class StacklClient:
         """``POST /stack_instances/plan``: placement, explanation and step plan; nothing is written."""
         return dict(await self._json("POST", "/stack_instances/plan", body=body))
 
+    # --- stack instances and tasks (STACKL 0.5 paths, api.md §A.8, §B.3) --------------------------------
+    async def create_instance(self, body: JsonDict) -> JsonDict:
+        """``POST /stack_instances``: the placement map; the task id is in ``self.last.task_id``."""
+        return dict(await self._json("POST", "/stack_instances", body=body))
+
+    async def get_instance(self, name: str) -> JsonDict:
+        """``GET /stack_instances/{name}``: the 0.5 view (404 ``Stack instance not found``)."""
+        return dict(await self._json("GET", f"/stack_instances/{segment(name)}"))
+
+    async def delete_instance(self, name: str, *, force: bool = False) -> JsonDict:
+        """``DELETE /stack_instances/{name}``: ``{"result": …}``; the task id is in ``self.last.task_id``."""
+        params = {"force": "true"} if force else None
+        return dict(await self._json("DELETE", f"/stack_instances/{segment(name)}", params=params))
+
+    async def get_task(self, task_id: str, *, wait_s: float = 0, steps: bool = False) -> JsonDict:
+        """``GET /tasks/{id}``; ``wait_s`` long-polls until the task changes (at most 30 s)."""
+        params: dict[str, str | int] = {"wait": str(wait_s)} if wait_s else {}
+        if steps:
+            params["include"] = "steps"
+        return dict(await self._json("GET", f"/tasks/{segment(task_id)}", params=params))
+
+    async def list_tasks(self, stack_instance: str | None = None) -> list[JsonDict]:
+        """``GET /tasks``, newest first."""
+        params = {"stack_instance": stack_instance} if stack_instance else None
+        body = await self._json("GET", "/tasks", params=params)
+        return [dict(item) for item in body.get("items", [])]
+
     async def evaluate_policy(self, body: JsonDict) -> JsonDict:
         """``POST /policies/evaluate``: ``{defined, result, package, template_revision, duration_ms}``."""
         return dict(await self._json("POST", "/policies/evaluate", body=body))

@@ -105,6 +105,8 @@ def from_problem(status: int, problem: Mapping[str, Any]) -> errors.StacklError:
     """The error a decoded problem body stands for (``code`` first, else the HTTP status)."""
     code = problem.get("code")
     cls = CLASSES_BY_CODE.get(code) if isinstance(code, str) else None
+    if cls is errors.AlreadyExists and status == 422:
+        cls = errors.InstanceExists  # the create of a stack instance keeps 0.5's 422 (lifecycle.md §3.11)
     if cls is None:
         cls = CLASSES_BY_STATUS.get(status, errors.StacklError)
     detail, items = _detail_and_errors(status, problem)

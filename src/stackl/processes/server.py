@@ -1,11 +1,14 @@
-"""``stackl server``: migrate the schema, open the ports, serve the API (and, later, the worker and agent).
+"""``stackl server``: migrate, open the ports, serve the API, the worker loop and the embedded agent.
 
 Wiring only: settings from flags and the environment, logging, adapters through bootstrap, the app factory,
 uvicorn. Heavy imports happen inside the command so that ``stackl --help`` stays fast.
 """
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +19,8 @@ from stackl.processes.common import build_settings, exit_for
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from stackl.usecases.ports import Ports
 
 
 def server(
@@ -94,11 +99,47 @@ async def _serve(settings: Settings) -> None:
         # uvicorn re-raises the stop signal once it has shut down gracefully; a handler that does nothing
         # keeps that re-raise from killing the process, so a SIGTERM stop exits 0 like a clean shutdown.
         signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-        if settings.server.agent:
-            await _serve_with_agent(settings, server)
-        else:
-            await server.serve()
+        async with _in_process_worker(settings, ports, server):
+            if settings.server.agent:
+                await _serve_with_agent(settings, server)
+            else:
+                await server.serve()
         log.info("server_stopped")
+
+
+@asynccontextmanager
+async def _in_process_worker(
+    settings: Settings, ports: "Ports", server: "uvicorn.Server"
+) -> AsyncIterator[None]:
+    """Run the worker loop next to the API when ``settings.server.worker`` is on (the embedded default).
+
+    Its graceful stop starts as soon as uvicorn begins to shut down and is awaited before the ports close:
+    running tasks get ``worker.shutdown_timeout_s`` to finish, the rest are released for the next start (or
+    another worker) to resume.
+    """
+    if not settings.server.worker:
+        yield
+        return
+    from stackl.processes.worker import serve_worker
+
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while not server.should_exit:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.1)
+        stop.set()
+
+    # Not a TaskGroup: an error in the body must still stop the worker gracefully, not cancel it.
+    watcher = asyncio.create_task(watch())
+    worker = asyncio.create_task(serve_worker(settings, ports, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await worker  # a failure of the worker loop surfaces here, before the ports close
 
 
 async def _serve_with_agent(settings: Settings, server: "uvicorn.Server") -> None:

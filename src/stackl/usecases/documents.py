@@ -116,6 +116,11 @@ def _references(body: dict[str, Any]) -> list[Reference]:
     return [Reference(to_type=t, to_name=n, path=p) for t, n, p in documents.references(body)]
 
 
+def references(body: dict[str, Any]) -> list[Reference]:
+    """The references a write of the canonical ``body`` records (for writers outside this module)."""
+    return _references(body)
+
+
 async def dangling(tx: Transaction, refs: Sequence[Reference]) -> list[str]:
     """Warnings for references to documents that do not exist (yet)."""
     if not refs:

@@ -8,20 +8,26 @@ its explanation and the plan. It writes nothing and consumes no counter; an infe
 """
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import copy
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from stackl import errors
-from stackl.datastore.base import StoredDocument
+from stackl.broker import base as broker_base
+from stackl.datastore.base import StoredDocument, Transaction
 from stackl.domain import documents, parameters, plans, targets
 from stackl.domain.configs import Stage
+from stackl.domain.ids import ulid
 from stackl.domain.instances import InstanceRequest, parse_request
 from stackl.placement import engine as placement
 from stackl.placement.rules import service_filter
 from stackl.policy.base import Policy
+from stackl.usecases import documents as document_cases
 from stackl.usecases import policies as policy_cases
 from stackl.usecases.ports import Ports
+from stackl.usecases.tasks import TASKS_QUEUE
 
 OVERRIDE_POLICIES = ("orchestration", "replicas")
 
@@ -287,7 +293,19 @@ def _service_decisions(
     return decisions, notes
 
 
-def _plan_sync(ports: Ports, ctx: Context, *, evaluated_at: str) -> dict[str, Any]:
+@dataclass
+class Planned:
+    """A create's placement and step plan, with what the request needs to write the instance."""
+
+    answer: dict[str, Any]
+    placed: placement.Placement | None = None
+    groups: list[plans.StepGroup] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    fr_bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    frs_of: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _plan_sync(ports: Ports, ctx: Context, *, evaluated_at: str) -> Planned:
     """Placement and step plan of a create; runs in a worker thread (the policy engine is synchronous)."""
     timeout_s = ports.policy_timeout_s
     request = placement_request(ctx, evaluated_at=evaluated_at, timeout_s=timeout_s)
@@ -312,7 +330,7 @@ def _plan_sync(ports: Ports, ctx: Context, *, evaluated_at: str) -> dict[str, An
         result = placement.place(request, ports.policies)
     except errors.PlacementFailed as exc:
         answer.update(feasible=False, detail=exc.message, explanation=exc.explanation)
-        return answer
+        return Planned(answer=answer)
     answer["placement"] = {
         alias: {"service": ctx.service_of[alias], "targets": list(result.targets.get(alias, []))}
         for alias in ctx.aliases
@@ -342,9 +360,8 @@ def _plan_sync(ports: Ports, ctx: Context, *, evaluated_at: str) -> dict[str, An
     fr_bodies = {fr: ctx.loaded.body("functional_requirement", fr) for frs in frs_of.values() for fr in frs}
 
     def tool_of(fr: str, cloud_provider: str) -> str | None:
-        invocation = fr_bodies[fr].get("invocation", {})
-        chosen = invocation.get(cloud_provider) or invocation.get(targets.DEFAULT_CLOUD_PROVIDER)
-        return str(chosen["tool"]) if isinstance(chosen, dict) and chosen.get("tool") else None
+        chosen = invocation_of(fr_bodies[fr], cloud_provider)
+        return str(chosen["tool"]) if chosen is not None and chosen.get("tool") else None
 
     def decide(alias: str, replica: int, fr: str) -> tuple[str, str]:
         return decisions.get((alias, replica, fr), ("run", "new replica"))
@@ -359,7 +376,23 @@ def _plan_sync(ports: Ports, ctx: Context, *, evaluated_at: str) -> dict[str, An
     )
     answer["plan"] = [group.view() for group in step_plan]
     answer["warnings"] = notes
-    return answer
+    return Planned(
+        answer=answer,
+        placed=result,
+        groups=step_plan,
+        stages=list(stages),
+        fr_bodies=fr_bodies,
+        frs_of=frs_of,
+    )
+
+
+def invocation_of(fr_body: Mapping[str, Any], cloud_provider: str) -> dict[str, Any] | None:
+    """The FR's invocation for ``cloud_provider``, else its ``generic`` one, else None (lifecycle.md §4.1)."""
+    invocation = fr_body.get("invocation", {})
+    if not isinstance(invocation, Mapping):
+        return None
+    chosen = invocation.get(cloud_provider) or invocation.get(targets.DEFAULT_CLOUD_PROVIDER)
+    return dict(chosen) if isinstance(chosen, Mapping) else None
 
 
 async def plan(ports: Ports, body: object) -> dict[str, Any]:
@@ -387,4 +420,379 @@ async def plan(ports: Ports, body: object) -> dict[str, Any]:
     request = parse_request(body, operation="create", plan=True)
     ctx = await resolve(ports, request)
     evaluated_at = ports.clock.now().isoformat().replace("+00:00", "Z")
-    return await asyncio.to_thread(_plan_sync, ports, ctx, evaluated_at=evaluated_at)
+    planned = await asyncio.to_thread(_plan_sync, ports, ctx, evaluated_at=evaluated_at)
+    return planned.answer
+
+
+# --- create and delete (lifecycle.md §4.2, §4.4) --------------------------------------------------------
+TASK_TIMEOUT_S = 7200
+JOB_LEASE_EXPIRIES = 3  # the third lease expiry of a step's job fails it (lifecycle.md §5.5)
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A request that started a task: the 0.5 response body and the task."""
+
+    body: Any
+    task_id: str | None
+    revision: int | None = None
+
+
+def unique_key(name: str) -> str:
+    """The broker key that keeps one active task per instance (lifecycle.md §5.9)."""
+    return f"instance:{name}"
+
+
+def _rfc3339(ports: Ports) -> str:
+    return ports.clock.now().isoformat().replace("+00:00", "Z")
+
+
+_HOST_TOKEN = re.compile(r"\{(hi|ri)\}")
+
+
+def host_names(template: str, *, replica: int, count: int) -> list[str]:
+    """Host templating (lifecycle.md §4.7): ``{hi}`` host index and ``{ri}`` replica index, 1-based, 2 digits.
+
+    Raises:
+        InvalidInput: the template uses ``{counter(…)}``, which this server does not support yet.
+    """
+    if "{counter(" in template:
+        raise errors.InvalidInput(
+            "stackl_hostname: {counter(NAME, START)} is not supported by this server yet",
+            errors=[{"loc": ["params", "stackl_hostname"], "msg": "counters unsupported", "type": "value"}],
+        )
+
+    def name(host: int) -> str:
+        indexes = {"hi": host, "ri": replica + 1}
+        return _HOST_TOKEN.sub(lambda m: f"{indexes[m.group(1)]:02d}", template)
+
+    return [name(host) for host in range(1, count + 1)]
+
+
+def _instances_count(params: Mapping[str, Any]) -> int:
+    count = params.get("instances", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise errors.InvalidInput(
+            "the parameter instances must be an integer of at least 0",
+            errors=[{"loc": ["params", "instances"], "msg": "must be an integer >= 0", "type": "value"}],
+        )
+    return count
+
+
+def _replica_body(
+    ctx: Context, planned: Planned, alias: str, index: int, target: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One replica of the new instance (documents.md §9.2) and its parameters of layers 1-9."""
+    assert planned.placed is not None  # noqa: S101 - only called for a feasible placement
+    request = ctx.request
+    service_name = ctx.service_of[alias]
+    service = ctx.loaded.body("service", service_name)
+    frs = planned.frs_of[alias]
+    fr_bodies = [planned.fr_bodies[fr] for fr in frs]
+    capability = ctx.capabilities[target]
+    opa_outputs = dict(planned.placed.outputs.get(alias, {}).get(target, {}))
+    params = parameters.replica_params(
+        capability.get("provisioning_parameters"),
+        [body.get("params", {}) for body in fr_bodies],
+        service.get("params", {}),
+        request.params,
+        request.service_params.get(alias, {}),
+        opa_outputs,
+    )
+    hosts: list[str] = []
+    template = params.get("stackl_hostname")
+    if isinstance(template, str):
+        hosts = host_names(template, replica=index, count=_instances_count(params))
+        params = parameters.with_machine_names(params, hosts)
+    secrets = parameters.replica_secrets(
+        capability.get("secrets"),
+        [body.get("secrets", {}) for body in fr_bodies],
+        service.get("secrets", {}),
+        request.secrets,
+        request.service_secrets.get(alias, {}),
+    )
+    replica = {
+        "infrastructure_target": target,
+        "service": service_name,
+        "agent": str(capability["agent"]),
+        "cloud_provider": str(capability["cloud_provider"]),
+        "provisioning_parameters": params,
+        "secrets": secrets,
+        "hosts": hosts,
+        "resources": dict(service.get("resource_requirements", {})),
+        "tags": dict(capability.get("tags", {})),
+        "opa_outputs": opa_outputs,
+        "outputs": {},
+    }
+    return replica, params
+
+
+def _step_record(
+    ctx: Context, planned: Planned, step: plans.PlannedStep, replicas: Mapping[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """What the task needs to run one step: the plan entry, resolved invocation and output spec."""
+    replica = replicas[step.service][step.replica]
+    fr_body = planned.fr_bodies[step.functional_requirement]
+    return step.view() | {
+        "cloud_provider": replica["cloud_provider"],
+        "service_document": ctx.service_of[step.service],
+        "as_group": bool(fr_body.get("as_group", False)),
+        "invocation": invocation_of(fr_body, replica["cloud_provider"]),
+        "outputs_spec": dict(fr_body.get("outputs", {}) or {}),
+    }
+
+
+def _status_entry(step: Mapping[str, Any], task_id: str) -> dict[str, Any]:
+    status, message = "in_progress", ""
+    if step["decision"] == "skip":
+        status, message = "SKIPPED", str(step["reason"])
+    elif step.get("tool") is None:
+        status, message = "FAILED", str(step["reason"])
+    return {
+        "service": step["service"],
+        "functional_requirement": step["functional_requirement"],
+        "infrastructure_target": step["infrastructure_target"],
+        "status": status,
+        "error_message": message,
+        "replica": step["replica"],
+        "action": step["action"],
+        "task_id": task_id,
+    }
+
+
+async def _busy(ports: Ports, name: str, exc: errors.Conflict) -> errors.InstanceBusy:
+    holder = broker_base.holder_of(exc) or ""
+    item = await ports.broker.get(holder) if holder else None
+    return errors.InstanceBusy(instance=name, task_id=holder, task_kind=item.kind if item else "unknown")
+
+
+async def _start(
+    ports: Ports,
+    name: str,
+    spec: broker_base.ItemSpec,
+    write: Callable[[Transaction], Awaitable[int | None]],
+) -> int | None:
+    """Write the instance and enqueue its task in one transaction; a task already active → InstanceBusy."""
+
+    async def work(tx: Transaction) -> int | None:
+        revision = await write(tx)
+        await ports.broker.enqueue(spec, tx=tx)
+        return revision
+
+    try:
+        return await document_cases.in_transaction(ports, work)
+    except errors.AlreadyExists as exc:
+        raise errors.InstanceExists("Stack instance already exists") from exc
+    except errors.Conflict as exc:
+        if broker_base.holder_of(exc) is None:
+            raise
+        raise await _busy(ports, name, exc) from exc
+
+
+async def create(ports: Ports, body: object, *, subject: str, source: Mapping[str, Any]) -> Started:
+    """``POST /stack_instances``: validate, place, plan, write the instance and its ``create`` task at once.
+
+    Raises:
+        InvalidDocument, MissingReferences, PolicyError: as ``plan``. InstanceExists: the name is taken.
+        PlacementFailed: no valid placement (with its explanation). InstanceBusy: a task of that name is active.
+    """
+    request = parse_request(body, operation="create")
+    name = request.stack_instance_name
+    async with ports.store.transaction(readonly=True) as tx:
+        if await tx.get(doc_type="stack_instance", name=name) is not None:
+            raise errors.InstanceExists("Stack instance already exists")
+    ctx = await resolve(ports, request)
+    evaluated_at = _rfc3339(ports)
+    planned = await asyncio.to_thread(_plan_sync, ports, ctx, evaluated_at=evaluated_at)
+    if planned.placed is None:
+        raise errors.PlacementFailed(planned.answer["detail"], explanation=planned.answer["explanation"])
+    task_id = ulid(ports.clock.now())
+    services: dict[str, list[dict[str, Any]]] = {}
+    base_params: dict[str, dict[str, Any]] = {}
+    for alias in ctx.aliases:
+        services[alias] = []
+        for index, target in enumerate(planned.placed.targets.get(alias, [])):
+            replica, params = _replica_body(ctx, planned, alias, index, target)
+            services[alias].append(replica)
+            base_params[f"{alias}/{index}"] = params
+    groups: list[dict[str, Any]] = [
+        {"stage": group.stage, "steps": [_step_record(ctx, planned, step, services) for step in group.steps]}
+        for group in planned.groups
+    ]
+    instance = {
+        "name": name,
+        "type": "stack_instance",
+        "stack_infrastructure_template": ctx.sit.name,
+        "stack_application_template": ctx.sat.name,
+        "instance_params": dict(request.params),
+        "service_params": dict(request.service_params),
+        "instance_secrets": dict(request.secrets),
+        "service_secrets": dict(request.service_secrets),
+        "instance_outputs": {},
+        "services": services,
+        "groups": {},
+        "status": [_status_entry(step, task_id) for group in groups for step in group["steps"]],
+        "stages": [stage.model_dump() for stage in planned.stages],
+        "deleted": False,
+        "tags": dict(request.tags or {}),
+        "placement": planned.answer["explanation"],
+    }
+    instance = documents.validate(instance, doc_type="stack_instance")
+    payload = {
+        "stack_instance": name,
+        "source": dict(source),
+        "timeout_s": TASK_TIMEOUT_S,
+        "options": {"rollback": bool(request.rollback), "force": False, "force_rerun": False},
+        "staged": bool(planned.stages),
+        "groups": groups,
+        "base_params": base_params,
+        "revision_before": None,
+    }
+    spec = broker_base.ItemSpec(
+        max_attempts=ports.task_max_attempts,
+        queue=TASKS_QUEUE,
+        kind="create",
+        payload=payload,
+        unique_key=unique_key(name),
+        id=task_id,
+    )
+
+    async def write(tx: Transaction) -> int:
+        result = await tx.put(
+            doc_type="stack_instance",
+            name=name,
+            body=instance,
+            subject=subject,
+            create_only=True,
+            references=document_cases.references(instance),
+            task_id=task_id,
+        )
+        return result.document.revision
+
+    revision = await _start(ports, name, spec, write)
+    return Started(body=planned.answer["placement"], task_id=task_id, revision=revision)
+
+
+def _delete_groups(
+    body: Mapping[str, Any], fr_bodies: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The delete plan of a stored instance: groups reversed, FRs reversed, replicas in parallel (§4.4).
+
+    A step that never started a job (no ``job_id`` in its status) is removed without a job: decision
+    ``remove``.
+    """
+    services: dict[str, list[dict[str, Any]]] = body.get("services", {})
+    stages = [(str(s["name"]), list(s.get("services", []))) for s in body.get("stages", [])]
+    groups = plans.stage_groups(list(services), stages)
+    entries: dict[str, list[dict[str, Any]]] = {}
+    for entry in body.get("status", []):
+        entries.setdefault(str(entry["service"]), []).append(entry)
+    out: list[dict[str, Any]] = []
+    for stage, aliases in reversed(groups):
+        steps: list[dict[str, Any]] = []
+        for alias in reversed(aliases):
+            replicas = services.get(alias, [])
+            for entry in reversed(entries.get(alias, [])):
+                index = int(entry.get("replica") or 0)
+                replica = replicas[index] if index < len(replicas) else (replicas[0] if replicas else {})
+                fr = str(entry["functional_requirement"])
+                fr_body = fr_bodies.get(fr)
+                cloud_provider = str(replica.get("cloud_provider", targets.DEFAULT_CLOUD_PROVIDER))
+                invocation = invocation_of(fr_body, cloud_provider) if fr_body is not None else None
+                started = bool(entry.get("job_id")) or entry.get("status") == "READY"
+                decision, reason = ("run", "delete") if started else ("remove", "no job ever started")
+                if decision == "run" and invocation is None:
+                    reason = (
+                        f"functional requirement {fr} not found"
+                        if fr_body is None
+                        else f"no invocation for cloud provider {cloud_provider}"
+                    )
+                steps.append(
+                    {
+                        "id": f"{alias}/{index}/{fr}",
+                        "service": alias,
+                        "replica": index,
+                        "infrastructure_target": entry["infrastructure_target"],
+                        "functional_requirement": fr,
+                        "action": "delete",
+                        "tool": str(invocation["tool"]) if invocation else None,
+                        "agent": str(replica.get("agent", targets.DEFAULT_AGENT)),
+                        "decision": decision,
+                        "reason": reason,
+                        "cloud_provider": cloud_provider,
+                        "service_document": str(replica.get("service", "")),
+                        "as_group": "," in str(entry["infrastructure_target"]),
+                        "invocation": invocation,
+                        "outputs_spec": {},
+                    }
+                )
+        if steps:
+            out.append({"stage": stage, "steps": steps})
+    return out
+
+
+async def delete(ports: Ports, name: str, *, force: bool, subject: str, source: Mapping[str, Any]) -> Started:
+    """``DELETE /stack_instances/{name}``: mark the steps, start the ``delete`` task (lifecycle.md §4.4).
+
+    An unknown instance is an answer, not an error, as in STACKL 0.5.
+
+    Raises:
+        InstanceBusy: a task of this instance is active.
+    """
+    async with ports.store.transaction(readonly=True) as tx:
+        stored = await tx.get(doc_type="stack_instance", name=name)
+        if stored is None:
+            return Started(
+                body={"result": f"Stack instance {name} can't be deleted because it does not exist"},
+                task_id=None,
+            )
+        frs = sorted({str(e["functional_requirement"]) for e in stored.body.get("status", [])})
+        found = await tx.get_many(keys=[("functional_requirement", fr) for fr in frs])
+    fr_bodies = {key[1]: doc.body for key, doc in found.items()}
+    groups = _delete_groups(stored.body, fr_bodies)
+    task_id = ulid(ports.clock.now())
+    running = {(s["service"], s["replica"], s["functional_requirement"]) for g in groups for s in g["steps"]}
+    payload = {
+        "stack_instance": name,
+        "source": dict(source),
+        "timeout_s": TASK_TIMEOUT_S,
+        "options": {"rollback": False, "force": force, "force_rerun": False},
+        "staged": bool(stored.body.get("stages")),
+        "groups": groups,
+        "base_params": {},
+        "revision_before": stored.revision,
+    }
+    spec = broker_base.ItemSpec(
+        max_attempts=ports.task_max_attempts,
+        queue=TASKS_QUEUE,
+        kind="delete",
+        payload=payload,
+        unique_key=unique_key(name),
+        id=task_id,
+    )
+
+    async def write(tx: Transaction) -> int | None:
+        current = await tx.get(doc_type="stack_instance", name=name)
+        if current is None:
+            return None
+        body = copy.deepcopy(current.body)
+        for entry in body.get("status", []):
+            key = (entry["service"], entry.get("replica") or 0, entry["functional_requirement"])
+            if key in running:
+                entry.update(status="in_progress", error_message="", action="delete", task_id=task_id)
+        result = await tx.put(
+            doc_type="stack_instance",
+            name=name,
+            body=body,
+            subject=subject,
+            action="status",
+            if_revision=current.revision,
+            references=document_cases.references(body),
+            task_id=task_id,
+        )
+        return result.document.revision
+
+    revision = await _start(ports, name, spec, write)
+    return Started(
+        body={"result": f"Stack instance {name} is being deleted"}, task_id=task_id, revision=revision
+    )

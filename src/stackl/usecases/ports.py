@@ -27,3 +27,6 @@ class Ports:
     clock: Clock = field(default_factory=SystemClock)
     write_retries: int = 5
     policy_timeout_s: float = DEFAULT_TIMEOUT_S
+    task_max_attempts: int = (
+        6  # a task survives this many lost workers minus one (tasks.max_lease_expiries + 1)
+    )

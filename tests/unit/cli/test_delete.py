@@ -42,8 +42,8 @@ def test_unknown_document_exits_4(cli: Invoke) -> None:
     assert "not found" in result.stderr
 
 
-def test_instances_are_not_deleted_through_documents(cli: Invoke, server: FakeServer) -> None:
-    result = cli("delete", "instance", "shop")
-    assert result.exit_code == 2
-    assert "delete does not handle instance" in result.stderr
-    assert server.requests == []
+def test_instances_are_deleted_through_their_task_not_documents(cli: Invoke, server: FakeServer) -> None:
+    cli("delete", "instance", "shop", "--force")
+    assert [(r.method, r.url.path, r.url.query) for r in server.requests] == [
+        ("DELETE", "/stack_instances/shop", b"force=true")
+    ]

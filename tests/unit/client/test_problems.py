@@ -29,6 +29,7 @@ def body(code: str, status: int, detail: str = "it failed", **extra: Any) -> byt
         ("not_found", 404, errors.NotFound),
         ("method_not_allowed", 405, errors.MethodNotAllowed),
         ("already_exists", 409, errors.AlreadyExists),
+        ("already_exists", 422, errors.InstanceExists),  # a stack instance create keeps 0.5's 422
         ("referenced", 409, errors.Referenced),
         ("instance_busy", 409, errors.InstanceBusy),
         ("conflict", 409, errors.Conflict),

@@ -1,0 +1,660 @@
+"""Running a stack-instance task: the stored step plan, group by group, one agent job per step (lifecycle.md §4-5).
+
+``run_task(ports, lease)`` is the handler of the ``create`` and ``delete`` tasks. The request already wrote the
+instance with every step ``in_progress`` and put the plan in the task's payload (each step with its resolved
+invocation; the replicas' parameters of layers 1-9). Here each step, when it comes due, gets its job payload
+(agents.md §2: layer 10, the outputs present now, is added at dispatch; secrets in clear only there), a job on
+``agent:<agent>`` enqueued in the same transaction that records its id in the instance, then the worker waits
+for the job to end and records its status and outputs (§4.6) as a new instance revision.
+
+Progress lives in the instance document, so a task resumed by another worker after a crash skips the steps
+already READY for this task and waits for the job a step already dispatched instead of starting another.
+Every write is read-modify-write in one transaction, retried on a revision conflict, and refused when the
+worker's lease on the task was lost.
+"""
+
+import asyncio
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from stackl import errors
+from stackl.broker.base import Item, ItemSpec
+from stackl.datastore.base import StoredDocument, Transaction
+from stackl.domain import parameters
+from stackl.domain.clock import rfc3339
+from stackl.domain.ids import ulid
+from stackl.domain.records import ERROR_MESSAGE_MAX_BYTES
+from stackl.usecases import documents as document_cases
+from stackl.usecases.agents import JOB_KIND, queue_of
+from stackl.usecases.instances import JOB_LEASE_EXPIRIES, TASK_TIMEOUT_S
+from stackl.usecases.ports import Ports
+from stackl.usecases.tasks import TaskLease
+
+log = structlog.get_logger(__name__)
+
+POLL_S = 0.2
+CANCEL_CHECK_S = 2.0
+SI = "stack_instance"
+INVOCATION_FIELDS = (
+    "image",
+    "working_directory",
+    "before_command",
+    "command",
+    "playbook_path",
+    "ansible_role",
+    "gather_facts",
+    "serial",
+    "connection",
+    "become",
+    "wait_for_connection",
+    "timeout",
+    "retries",
+    "mock_result",
+    "mock_duration",
+    "mock_outputs",
+    "mock_error",
+    "mock_fail_attempts",
+    "mock_log",
+)
+
+
+class TaskStopped(Exception):
+    """The task's deadline passed or it was cancelled: nothing more is dispatched."""
+
+
+def step_key(step: Mapping[str, Any]) -> tuple[str, int, str]:
+    return (str(step["service"]), int(step["replica"]), str(step["functional_requirement"]))
+
+
+def _entry_key(entry: Mapping[str, Any]) -> tuple[str, int, str]:
+    return (str(entry["service"]), int(entry.get("replica") or 0), str(entry["functional_requirement"]))
+
+
+def _find(body: Mapping[str, Any], key: tuple[str, int, str]) -> dict[str, Any] | None:
+    for entry in body.get("status", []):
+        if _entry_key(entry) == key:
+            return dict(entry)
+    return None
+
+
+def cut_error(message: str) -> str:
+    """An SI ``error_message``: at most 8 KiB, the first line kept, then the tail (lifecycle.md §4.9)."""
+    raw = message.encode()
+    if len(raw) <= ERROR_MESSAGE_MAX_BYTES:
+        return message
+    first = message.splitlines()[0].encode()[: ERROR_MESSAGE_MAX_BYTES // 4]
+    marker = b"\n...\n"
+    tail = raw[-(ERROR_MESSAGE_MAX_BYTES - len(first) - len(marker)) :]
+    return (first + marker + tail).decode(errors="ignore")
+
+
+def merge_outputs(body: dict[str, Any], alias: str, index: int | None, outputs: Mapping[str, Any]) -> None:
+    """The STACKL 0.5 output merge (lifecycle.md §4.6 steps 1-2), in place.
+
+    ``index`` None merges into every replica of the alias (an ``as_group`` step).
+
+    Raises:
+        InvalidInput: ``stackl_hosts`` is not a list of strings.
+    """
+    body["instance_outputs"] = {**body.get("instance_outputs", {}), **outputs}
+    replicas = body.get("services", {}).get(alias, [])
+    for i, replica in enumerate(replicas):
+        if index is not None and i != index:
+            continue
+        merged = {**replica.get("outputs", {}), **outputs}
+        replica["outputs"] = merged
+        hosts = merged.get("stackl_hosts")
+        if hosts is not None:
+            if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+                raise errors.InvalidInput(
+                    "stackl_hosts must be a list of strings",
+                    errors=[
+                        {"loc": ["body", "outputs", "stackl_hosts"], "msg": "list of strings", "type": "type"}
+                    ],
+                )
+            replica["hosts"] = list(hosts)
+
+
+def refresh_parameters(body: dict[str, Any], base_params: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every replica's displayed parameters = layers 1-9 ⊕ ``instance_outputs`` ⊕ its own ``outputs`` (§4.6)."""
+    for alias, replicas in body.get("services", {}).items():
+        for index, replica in enumerate(replicas):
+            base = base_params.get(f"{alias}/{index}")
+            if base is None:
+                continue
+            replica["provisioning_parameters"] = parameters.dispatch_params(
+                base, body.get("instance_outputs"), replica.get("outputs")
+            )
+
+
+def input_hash(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of the step's inputs (FR, tool, invocation, parameters, hosts, target); secrets left out."""
+    inputs = {key: payload.get(key) for key in ("functional_requirement", "tool", "invocation", "hosts")}
+    inputs |= {
+        "parameters": payload.get("provisioning_parameters"),
+        "target": payload.get("infrastructure_target"),
+    }
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class _Run:
+    ports: Ports
+    lease: TaskLease
+    name: str
+    action: str
+    groups: list[dict[str, Any]]
+    base_params: dict[str, dict[str, Any]]
+    force: bool
+    staged: bool
+    deadline: datetime
+    timeout_s: float
+    failed: list[str] = field(default_factory=list)
+    stopped: dict[tuple[str, int], str] = field(default_factory=dict)
+    halt: str | None = None
+    cancelled_by: str | None = None
+    _last_cancel_check: float = 0.0
+
+    @property
+    def task_id(self) -> str:
+        return self.lease.item.id
+
+    # --- writes --------------------------------------------------------------------------------------
+    async def _check_lease(self) -> None:
+        current = await self.ports.broker.get(self.task_id)
+        if current is None or current.state != "running" or current.lease_epoch != self.lease.epoch:
+            raise errors.LeaseLost(
+                f"task {self.task_id}: the worker's lease is lost (epoch {self.lease.epoch})"
+            )
+
+    async def _update(self, change: Any, *, subject: str = "worker", extra: ItemSpec | None = None) -> None:
+        """Read the instance, apply ``change(body)`` (which may return False to write nothing), write it."""
+        await self._check_lease()
+
+        async def work(tx: Transaction) -> None:
+            stored = await tx.get(doc_type=SI, name=self.name)
+            if stored is None:
+                raise errors.InstanceNotFound(f"Stack instance {self.name} not found")
+            body = copy.deepcopy(stored.body)
+            if change(body) is False:
+                return
+            await tx.put(
+                doc_type=SI,
+                name=self.name,
+                body=body,
+                subject=subject,
+                action="status",
+                if_revision=stored.revision,
+                references=document_cases.references(body),
+                task_id=self.task_id,
+            )
+            if extra is not None:
+                await self.ports.broker.enqueue(extra, tx=tx)
+
+        await document_cases.in_transaction(self.ports, work)
+
+    async def _read(self) -> StoredDocument:
+        async with self.ports.store.transaction(readonly=True) as tx:
+            stored = await tx.get(doc_type=SI, name=self.name)
+        if stored is None:
+            raise errors.InstanceNotFound(f"Stack instance {self.name} not found")
+        return stored
+
+    async def _mark(self, step: Mapping[str, Any], status: str, message: str) -> None:
+        key = step_key(step)
+
+        def change(body: dict[str, Any]) -> bool:
+            for entry in body.get("status", []):
+                if _entry_key(entry) == key:
+                    if entry.get("status") == status and entry.get("error_message") == message:
+                        return False
+                    entry.update(status=status, error_message=cut_error(message), task_id=self.task_id)
+                    entry.setdefault("action", step["action"])
+                    return True
+            return False
+
+        await self._update(change)
+
+    async def _remove(self, step: Mapping[str, Any]) -> None:
+        key = step_key(step)
+
+        def change(body: dict[str, Any]) -> bool:
+            before = len(body.get("status", []))
+            body["status"] = [e for e in body.get("status", []) if _entry_key(e) != key]
+            return len(body["status"]) != before
+
+        await self._update(change)
+
+    # --- control -------------------------------------------------------------------------------------
+    async def _check_stop(self) -> None:
+        if self.halt in ("not run: task timed out", "not run: task cancelled"):
+            raise TaskStopped(self.halt)
+        if self.ports.clock.now() > self.deadline:
+            self.halt = "not run: task timed out"
+            raise TaskStopped(self.halt)
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_cancel_check >= CANCEL_CHECK_S:
+            self._last_cancel_check = loop.time()
+            current = await self.ports.broker.get(self.task_id)
+            if current is not None and current.cancel_requested:
+                self.cancelled_by = str(current.cancel_requested.get("by", "someone"))
+                self.halt = "not run: task cancelled"
+                raise TaskStopped(self.halt)
+
+    # --- running -------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        for group in self.groups:
+            if self.halt is not None:
+                for step in group["steps"]:
+                    await self._skip(step, self.halt)
+                continue
+            before = len(self.failed)
+            await self._group(group)
+            if len(self.failed) > before and not self.force and self.halt is None:
+                stage = str(group["stage"])
+                self.halt = f"not run: stage {stage} failed" if self.staged else f"not run: {stage} failed"
+
+    async def _skip(self, step: Mapping[str, Any], reason: str) -> None:
+        stored = await self._read()
+        entry = _find(stored.body, step_key(step))
+        if entry is None or (entry.get("status") != "in_progress"):
+            return  # removed (a READY delete) or already final
+        await self._mark(step, "SKIPPED", reason)
+
+    async def _group(self, group: Mapping[str, Any]) -> None:
+        by_alias: dict[str, list[dict[str, Any]]] = {}
+        for step in group["steps"]:
+            by_alias.setdefault(str(step["service"]), []).append(step)
+        await asyncio.gather(*(self._alias(steps) for steps in by_alias.values()))
+
+    async def _alias(self, steps: list[dict[str, Any]]) -> None:
+        """One alias: per-replica chains in parallel, split by ``as_group`` steps that run once for all."""
+        segment: list[dict[str, Any]] = []
+        for step in [*steps, None]:
+            if step is not None and not step.get("as_group"):
+                segment.append(step)
+                continue
+            if segment:
+                chains: dict[int, list[dict[str, Any]]] = {}
+                for s in segment:
+                    chains.setdefault(int(s["replica"]), []).append(s)
+                await asyncio.gather(*(self._chain(chain) for chain in chains.values()))
+                segment = []
+            if step is not None:
+                alias = str(step["service"])
+                failed = [fr for (a, _), fr in self.stopped.items() if a == alias]
+                if failed and not self.force:
+                    await self._skip(step, f"not run: {failed[0]} failed")
+                else:
+                    await self._chain([step])
+
+    async def _chain(self, steps: list[dict[str, Any]]) -> None:
+        for step in steps:
+            replica = (str(step["service"]), int(step["replica"]))
+            if replica in self.stopped and not self.force:
+                await self._skip(step, f"not run: {self.stopped[replica]} failed")
+                continue
+            if self.halt in ("not run: task timed out", "not run: task cancelled"):
+                await self._skip(step, self.halt)
+                continue
+            ok = await self._step(step)
+            if not ok:
+                self.failed.append(str(step["id"]))
+                self.stopped.setdefault(replica, str(step["functional_requirement"]))
+
+    async def _step(self, step: dict[str, Any]) -> bool:
+        """Run one step to its end; True when it is READY, skipped by policy or removed."""
+        key = step_key(step)
+        stored = await self._read()
+        entry = _find(stored.body, key)
+        if self.action == "delete" and entry is None:
+            return True  # deleted by an earlier run of this task
+        if (
+            entry is not None
+            and entry.get("task_id") == self.task_id
+            and entry.get("status") != "in_progress"
+        ):
+            return entry.get("status") != "FAILED"  # done by an earlier run of this task
+        if step["decision"] == "skip":
+            await self._mark(step, "SKIPPED", str(step["reason"]))
+            return True
+        if step["decision"] == "remove":
+            await self._remove(step)
+            return True
+        if step.get("invocation") is None:
+            await self._mark(step, "FAILED", str(step["reason"]))
+            return False
+        try:
+            await self._check_stop()
+        except TaskStopped as stop:
+            await self._mark(step, "SKIPPED", str(stop))
+            return True
+        job_id = await self._own_job(entry)
+        if not job_id:
+            job_id = await self._dispatch(step, stored)
+        item = await self._wait(step, str(job_id))
+        return await self._record(step, item)
+
+    async def _own_job(self, entry: Mapping[str, Any] | None) -> str | None:
+        """The job this task already dispatched for the step (a resumed task waits for it), else None."""
+        job_id = entry.get("job_id") if entry else None
+        if not job_id:
+            return None
+        item = await self.ports.broker.get(str(job_id))
+        return str(job_id) if item is not None and item.payload.get("task_id") == self.task_id else None
+
+    def _payload(self, step: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+        alias, index = str(step["service"]), int(step["replica"])
+        replicas = body.get("services", {}).get(alias, [])
+        replica = replicas[index]
+        base = self.base_params.get(f"{alias}/{index}", replica.get("provisioning_parameters", {}))
+        params = parameters.dispatch_params(base, body.get("instance_outputs"), replica.get("outputs"))
+        hosts = (
+            [h for r in replicas for h in r.get("hosts", [])]
+            if step.get("as_group")
+            else replica.get("hosts", [])
+        )
+        invocation = {k: v for k, v in (step["invocation"] or {}).items() if k in INVOCATION_FIELDS}
+        invocation["outputs"] = dict(step.get("outputs_spec") or {})
+        payload = {
+            "task_id": self.task_id,
+            "action": step["action"],
+            "stack_instance": self.name,
+            "service": alias,
+            "service_document": step.get("service_document") or replica.get("service", ""),
+            "replica": index,
+            "infrastructure_target": step["infrastructure_target"],
+            "cloud_provider": step["cloud_provider"],
+            "agent": step["agent"],
+            "functional_requirement": step["functional_requirement"],
+            "tool": step["tool"],
+            "invocation": invocation,
+            "hosts": list(hosts),
+            "groups": {g: [h.get("host") for h in members] for g, members in body.get("groups", {}).items()},
+            "provisioning_parameters": params,
+            "secrets": dict(replica.get("secrets", {})),
+        }
+        payload["input_hash"] = input_hash(payload)
+        return payload
+
+    async def _dispatch(self, step: Mapping[str, Any], stored: StoredDocument) -> str:
+        """Enqueue the step's job and record its id in the instance, in one transaction."""
+        payload = self._payload(step, stored.body)
+        invocation = payload["invocation"]
+        job_id = ulid(self.ports.clock.now())
+        spec = ItemSpec(
+            queue=queue_of(str(step["agent"])),
+            kind=JOB_KIND,
+            payload=payload,
+            max_attempts=int(invocation.get("retries", 0)) + JOB_LEASE_EXPIRIES,
+            timeout_s=float(invocation.get("timeout", 3600)) + 120,
+            id=job_id,
+        )
+        key = step_key(step)
+        started_at = rfc3339(self.ports.clock.now())
+
+        def change(body: dict[str, Any]) -> bool:
+            for entry in body.get("status", []):
+                if _entry_key(entry) == key:
+                    entry.update(
+                        status="in_progress",
+                        error_message="",
+                        action=step["action"],
+                        task_id=self.task_id,
+                        job_id=job_id,
+                        started_at=started_at,
+                        finished_at=None,
+                        input_hash=payload["input_hash"],
+                    )
+            return True
+
+        await self._update(change, extra=spec)
+        log.info("step_dispatched", task_id=self.task_id, step=step["id"], job_id=job_id, agent=step["agent"])
+        return job_id
+
+    async def _wait(self, step: Mapping[str, Any], job_id: str) -> Item:
+        while True:
+            item = await self.ports.broker.get(job_id)
+            if item is None:
+                raise errors.JobNotFound(f"job {job_id} of step {step['id']} is gone")
+            if item.final:
+                return item
+            try:
+                await self._check_stop()
+            except TaskStopped:
+                await self.ports.broker.cancel(job_id, by=self.cancelled_by or "task timeout")
+                # The agent confirms within its next heartbeat; a queued job ends at once.
+                end = asyncio.get_running_loop().time() + 45
+                while asyncio.get_running_loop().time() < end:
+                    item = await self.ports.broker.get(job_id)
+                    if item is None or item.final:
+                        break
+                    await asyncio.sleep(POLL_S)
+                assert item is not None  # noqa: S101 - it existed a moment ago
+                return item
+            await asyncio.sleep(POLL_S)
+
+    def _failure(self, step: Mapping[str, Any], item: Item) -> str:
+        if self.halt == "not run: task timed out":
+            return f"timed out after {self.timeout_s:g} s (task timeout)"
+        if item.state == "cancelled" or self.halt == "not run: task cancelled":
+            return f"cancelled by {self.cancelled_by or 'unknown'}"
+        result = item.result if isinstance(item.result, dict) else {}
+        if result.get("error_message"):
+            return str(result["error_message"])
+        error = item.error or "job failed"
+        if error.startswith("lease expired"):
+            return f"agent {step['agent']} lost the job {item.lease_expiries} times"
+        return error
+
+    async def _record(self, step: Mapping[str, Any], item: Item) -> bool:
+        """Record the job's end in the instance: status, attempt, times and (create/update) outputs."""
+        key = step_key(step)
+        ready = item.state == "succeeded"
+        result = item.result if isinstance(item.result, dict) else {}
+        outputs = result.get("outputs") if ready and isinstance(result.get("outputs"), dict) else {}
+        message = "" if ready else self._failure(step, item)
+        finished = rfc3339(item.finished_at or self.ports.clock.now())
+        if ready and self.action == "delete":
+            await self._remove(step)
+            return True
+
+        def change(body: dict[str, Any]) -> bool:
+            for entry in body.get("status", []):
+                if _entry_key(entry) == key:
+                    entry.update(
+                        status="READY" if ready else "FAILED",
+                        error_message=cut_error(message),
+                        attempt=max(item.attempt, 1),
+                        finished_at=finished,
+                        task_id=self.task_id,
+                        job_id=item.id,
+                    )
+            if outputs:
+                index = None if step.get("as_group") else int(step["replica"])
+                merge_outputs(body, str(step["service"]), index, outputs)
+                refresh_parameters(body, self.base_params)
+            return True
+
+        await self._update(change, subject=f"agent:{step['agent']}")
+        log.info(
+            "step_finished", task_id=self.task_id, step=step["id"], status="READY" if ready else "FAILED"
+        )
+        return ready
+
+    # --- the end -------------------------------------------------------------------------------------
+    async def finish(self) -> None:
+        result: dict[str, Any] = {
+            "status": "succeeded",
+            "error_message": "",
+            "failed_steps": list(self.failed),
+            "rolled_back": False,
+            "rollback": None,
+            "forced": self.force,
+            "document_removed": False,
+        }
+        if self.halt in ("not run: task timed out",):
+            result["error_message"] = f"timed out after {self.timeout_s:g} s (task timeout)"
+        elif self.failed:
+            result["error_message"] = f"{len(self.failed)} step(s) failed: {', '.join(self.failed)}"
+        remove = self.force or (not self.failed and self.halt is None)
+        if self.action == "delete" and self.cancelled_by is None and remove:
+            await self._check_lease()
+
+            async def work(tx: Transaction) -> None:
+                if await tx.get(doc_type=SI, name=self.name) is not None:
+                    await tx.delete(doc_type=SI, name=self.name, subject="worker", task_id=self.task_id)
+
+            await document_cases.in_transaction(self.ports, work)
+            result["document_removed"] = True
+            if self.failed:
+                result["error_message"] += "; resources may remain"
+        if self.cancelled_by is not None:
+            result["status"] = "cancelled"
+            result["error_message"] = f"cancelled by {self.cancelled_by}"
+            await self.ports.broker.complete(
+                self.task_id, owner=self.lease.owner, epoch=self.lease.epoch, result=result, state="cancelled"
+            )
+        elif self.failed or self.halt == "not run: task timed out":
+            result["status"] = "failed"
+            await self.lease.fail(result["error_message"], result=result)
+        else:
+            await self.lease.complete(result)
+        log.info("task_finished", task_id=self.task_id, kind=self.action, status=result["status"])
+
+
+async def run_task(ports: Ports, lease: TaskLease) -> None:
+    """Run a ``create`` or ``delete`` task to its end and finish it through the lease.
+
+    Raises:
+        LeaseLost: the worker lost the task's lease; another worker resumes it.
+        InstanceNotFound: the instance document vanished under a create.
+    """
+    payload = lease.item.payload
+    started = lease.item.started_at or ports.clock.now()
+    timeout_s = float(payload.get("timeout_s") or TASK_TIMEOUT_S)
+    run = _Run(
+        ports=ports,
+        lease=lease,
+        name=str(payload["stack_instance"]),
+        action=lease.item.kind,
+        groups=list(payload.get("groups", [])),
+        base_params=dict(payload.get("base_params", {})),
+        force=bool(payload.get("options", {}).get("force", False)),
+        staged=bool(payload.get("staged", False)),
+        deadline=started + timedelta(seconds=timeout_s),
+        timeout_s=timeout_s,
+    )
+    log.info("task_started", task_id=lease.item.id, kind=lease.item.kind, stack_instance=run.name)
+    await run.run()
+    await run.finish()
+
+
+async def add_outputs(ports: Ports, body: object, *, subject: str) -> StoredDocument:
+    """``POST /outputs``: merge outputs into an instance and one replica, as a new revision (§4.6).
+
+    Not a task: allowed while one runs; changes no status. Displayed parameters of every replica get the
+    new outputs on top (the replica's own ones last).
+
+    Raises:
+        InvalidDocument: the body is not ``{stack_instance, service, infrastructure_target, outputs}``.
+        InstanceNotFound: unknown instance. InvalidInput: unknown alias, or no replica on that target.
+    """
+    fields_ = ("stack_instance", "service", "infrastructure_target")
+    if not isinstance(body, dict):
+        raise errors.InvalidDocument(errors=[{"loc": ["body"], "msg": "must be an object", "type": "type"}])
+    problems: list[errors.ErrorItem] = [
+        {"loc": ["body", f], "msg": "field required", "type": "missing"}
+        for f in fields_
+        if not isinstance(body.get(f), str)
+    ]
+    if not isinstance(body.get("outputs"), dict):
+        problems.append({"loc": ["body", "outputs"], "msg": "must be an object", "type": "type"})
+    if problems:
+        raise errors.InvalidDocument(errors=problems)
+    name, alias, target = (str(body[f]) for f in fields_)
+    outputs: dict[str, Any] = body["outputs"]
+
+    async def work(tx: Transaction) -> StoredDocument:
+        stored = await tx.get(doc_type=SI, name=name)
+        if stored is None:
+            raise errors.InstanceNotFound(f"Stack instance {name} not found")
+        new = copy.deepcopy(stored.body)
+        replicas = new.get("services", {}).get(alias)
+        if replicas is None:
+            raise errors.InvalidInput(
+                f"stack instance {name} has no service {alias!r}",
+                errors=[{"loc": ["body", "service"], "msg": "unknown alias", "type": "alias"}],
+            )
+        index = next((i for i, r in enumerate(replicas) if r.get("infrastructure_target") == target), None)
+        if index is None:
+            raise errors.InvalidInput(
+                f"service {alias!r} of stack instance {name} has no replica on {target}",
+                errors=[
+                    {"loc": ["body", "infrastructure_target"], "msg": "no replica there", "type": "target"}
+                ],
+            )
+        merge_outputs(new, alias, index, outputs)
+        for a, rs in new.get("services", {}).items():
+            for i, replica in enumerate(rs):
+                own = replica.get("outputs", {}) if (a, i) == (alias, index) else {}
+                replica["provisioning_parameters"] = parameters.merge(
+                    replica.get("provisioning_parameters"), outputs, own
+                )
+        result = await tx.put(
+            doc_type=SI,
+            name=name,
+            body=new,
+            subject=subject,
+            action="outputs",
+            if_revision=stored.revision,
+            references=document_cases.references(new),
+        )
+        return result.document
+
+    return await document_cases.in_transaction(ports, work)
+
+
+async def give_up(ports: Ports, item: Item, reason: str) -> None:
+    """Record in the instance that its task ended without its handler finishing it.
+
+    The worker fails a task itself when the handler crashed or the task lost its worker too many times
+    (lifecycle.md §5.2); without this, the steps the task had not finished would show ``in_progress``
+    forever. They become FAILED with the reason; finished steps keep their status.
+    """
+    name = item.payload.get("stack_instance")
+    if not isinstance(name, str):
+        return
+    message = cut_error(f"task {item.kind} failed: {reason}")
+
+    async def work(tx: Transaction) -> None:
+        stored = await tx.get(doc_type=SI, name=name)
+        if stored is None:
+            return
+        body = copy.deepcopy(stored.body)
+        stuck = [entry for entry in body.get("status", []) if entry.get("status") == "in_progress"]
+        if not stuck:
+            return
+        for entry in stuck:
+            entry.update(status="FAILED", error_message=message, task_id=item.id)
+        await tx.put(
+            doc_type=SI,
+            name=name,
+            body=body,
+            subject="worker",
+            action="status",
+            if_revision=stored.revision,
+            references=document_cases.references(body),
+            task_id=item.id,
+        )
+
+    await document_cases.in_transaction(ports, work)
+    log.warning("task_given_up", task_id=item.id, stack_instance=name, reason=reason)

@@ -1,0 +1,154 @@
+"""Reads of tasks (api.md §B.3): the task record of lifecycle.md §5.1 built from its broker item and instance.
+
+A task is an item of the ``tasks`` queue; its payload holds the plan, its broker fields the state, lease and
+result. Progress counts the instance's status entries of this task (the instance is where steps record their
+state). ``wait`` long-polls until the item changes.
+"""
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from stackl import errors
+from stackl.broker.base import Item
+from stackl.domain.clock import rfc3339
+from stackl.usecases.ports import Ports
+from stackl.usecases.tasks import TASKS_QUEUE
+
+WAIT_MAX_S = 30.0
+POLL_S = 0.2
+_STEP_STATE = {"READY": "ready", "FAILED": "failed", "SKIPPED": "skipped"}
+
+
+def _time(moment: datetime | None) -> str | None:
+    return rfc3339(moment) if moment is not None else None
+
+
+def _state(item: Item) -> str:
+    if item.state == "running" and item.cancel_requested:
+        return "cancelling"
+    return item.state
+
+
+async def _progress(ports: Ports, item: Item) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    name = str(item.payload.get("stack_instance", ""))
+    async with ports.store.transaction(readonly=True) as tx:
+        stored = await tx.get(doc_type="stack_instance", name=name)
+    entries = {
+        (e["service"], e.get("replica") or 0, e["functional_requirement"]): e
+        for e in (stored.body.get("status", []) if stored else [])
+    }
+    counts = dict.fromkeys(("pending", "queued", "running", "ready", "failed", "skipped", "cancelled"), 0)
+    steps: list[dict[str, Any]] = []
+    stage: str | None = None
+    for group in item.payload.get("groups", []):
+        for step in group.get("steps", []):
+            entry = entries.get((step["service"], step["replica"], step["functional_requirement"]))
+            if entry is None or entry.get("task_id") != item.id:
+                # A READY delete step removes its entry; otherwise the step has not been touched yet.
+                done = item.kind == "delete" and entry is None
+                state = "ready" if done else ("pending" if not item.final else "skipped")
+            elif entry["status"] == "in_progress":
+                state = "running" if entry.get("job_id") else "pending"
+            else:
+                state = _STEP_STATE[entry["status"]]
+            if state in ("running", "pending") and stage is None and not item.final:
+                stage = str(group.get("stage"))
+            counts[state] += 1
+            steps.append(
+                {
+                    "id": step["id"],
+                    "state": state,
+                    "status": entry.get("status") if entry else None,
+                    "agent": step.get("agent"),
+                    "action": step.get("action"),
+                    "job_id": entry.get("job_id") if entry else None,
+                    "attempt": entry.get("attempt") if entry else None,
+                    "started_at": entry.get("started_at") if entry else None,
+                    "finished_at": entry.get("finished_at") if entry else None,
+                    "error_message": entry.get("error_message", "") if entry else "",
+                }
+            )
+    return {"stage": stage, **counts}, steps
+
+
+async def task_view(ports: Ports, item: Item, *, include_steps: bool = False) -> dict[str, Any]:
+    """The task record (api.md §B.3)."""
+    payload = item.payload
+    timeout_s = payload.get("timeout_s")
+    deadline = (
+        item.started_at + timedelta(seconds=float(timeout_s)) if item.started_at and timeout_s else None
+    )
+    progress, steps = await _progress(ports, item)
+    view: dict[str, Any] = {
+        "id": item.id,
+        "kind": item.kind,
+        "stack_instance": payload.get("stack_instance"),
+        "state": _state(item),
+        "created_at": _time(item.created_at),
+        "started_at": _time(item.started_at),
+        "finished_at": _time(item.finished_at),
+        "updated_at": _time(item.updated_at),
+        "timeout_s": timeout_s,
+        "deadline": _time(deadline),
+        "source": payload.get("source", {}),
+        "options": payload.get("options", {}),
+        "revision_before": payload.get("revision_before"),
+        "progress": progress,
+        "lease_owner": item.lease_owner,
+        "lease_epoch": item.lease_epoch,
+        "cancel_requested": item.cancel_requested,
+        "warnings": [],
+        "result": item.result if item.final else None,
+        "error": item.error,
+    }
+    if include_steps:
+        view["steps"] = steps
+    return view
+
+
+async def get_task(
+    ports: Ports, task_id: str, *, wait_s: float = 0.0, include_steps: bool = False
+) -> dict[str, Any]:
+    """One task; with ``wait_s`` > 0, answered when it changes (or is final) or after at most 30 s.
+
+    Raises:
+        TaskNotFound: no such task.
+    """
+    item = await ports.broker.get(task_id)
+    if item is None or item.queue != TASKS_QUEUE:
+        raise errors.TaskNotFound(f"task {task_id} not found")
+    end = time.monotonic() + min(max(wait_s, 0.0), WAIT_MAX_S)
+    first = await task_view(ports, item, include_steps=include_steps)
+    if wait_s <= 0 or item.final:
+        return first
+    while time.monotonic() < end:
+        await asyncio.sleep(POLL_S)
+        current = await ports.broker.get(task_id)
+        if current is None:
+            break
+        view = await task_view(ports, current, include_steps=include_steps)
+        if current.final or view["state"] != first["state"] or view["progress"] != first["progress"]:
+            return view
+    return first
+
+
+async def list_tasks(
+    ports: Ports,
+    *,
+    stack_instance: str | None = None,
+    state: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Tasks matching the filters, newest first."""
+    items = await ports.broker.list(queue=TASKS_QUEUE)
+    chosen = [
+        item
+        for item in reversed(items)
+        if (stack_instance is None or item.payload.get("stack_instance") == stack_instance)
+        and (state is None or _state(item) == state)
+        and (kind is None or item.kind == kind)
+    ][:limit]
+    return [await task_view(ports, item) for item in chosen]

@@ -1,0 +1,327 @@
+"""WorkerRunner: claim tasks, keep their leases alive, run their handlers, finish them (lifecycle.md §5).
+
+One runner serves the ``tasks`` queue for one process (``stackl worker`` or the server's in-process worker).
+Its loops, and why they have this shape:
+
+- **Claim** never takes more items than there are free slots (``concurrency``), waits on ``broker.wait``
+  when nothing is ready, and backs off for a moment when the database is unavailable.
+- **One heartbeat per task** renews its lease every ``heartbeat_s`` (10 s for the 30 s lease). A refused
+  renewal (``Conflict``/``NotFound``: superseded, lapsed, gone), or no renewal acknowledged for almost a
+  whole lease (the database is unreachable, so another worker may take it over), means the task is no
+  longer ours: the handler's asyncio task is cancelled at once, so it stops writing. Its writes are fenced
+  anyway (lease epoch); cancelling stops its side effects too, such as dispatching jobs.
+- **Failures stay with their task.** An unknown kind, a handler exception or a handler that returns
+  without finishing its item ends that item ``failed`` with a readable error, logged once with the
+  traceback; the worker carries on with the others.
+- **A task that keeps killing its worker cannot loop forever**: an item claimed after ``max_lease_expiries``
+  lapsed leases ends ``failed`` (``worker lost N times``) without running. This relies on task items being
+  enqueued with ``max_attempts`` above ``max_lease_expiries`` (the broker itself fails an item whose lease
+  expires on its last attempt, with ``lease expired N times``).
+- **Graceful stop**: stop claiming (an item claimed after the stop is given back unstarted), let running
+  handlers finish for up to ``shutdown_timeout_s`` (``force`` ends the wait), then cancel the rest and
+  release them as started, which the broker treats as a lease expiry: another worker resumes them at once
+  from their stored state (handlers are idempotent, see ``usecases/tasks.py``).
+
+Log lines carry ``task_id`` and ``kind`` (bound in the task's context); payloads are never logged.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from stackl import errors
+from stackl.broker.base import DEFAULT_LEASE_S, Item
+from stackl.usecases.ports import Ports
+from stackl.usecases.tasks import TASKS_QUEUE, TaskHandler, TaskLease
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_INTERVAL_S = 10.0  # lifecycle.md §5.6: the 30 s lease is renewed every 10 s
+MAX_LEASE_EXPIRIES = 5  # lifecycle.md §5.2: then failed, "worker lost 5 times"
+SHUTDOWN_TIMEOUT_S = 10.0  # a graceful stop waits this long for running handlers
+POLL_S = 5.0  # longest wait on the broker before claiming again (broker.wait wakes earlier on new items)
+UNAVAILABLE_PAUSE_S = 1.0  # pause after the database could not be reached
+FENCE_FRACTION = 0.9  # no renewal acknowledged for this part of a lease → stop the task
+
+
+@dataclass
+class _Running:
+    """One claimed task in this runner: its lease and the asyncio tasks that work on it."""
+
+    lease: TaskLease
+    runner: "asyncio.Task[None] | None" = None  # _run_one
+    work: "asyncio.Task[None] | None" = None  # the handler
+    give_back: bool = False  # shutdown: release as started instead of failing
+    lost: bool = False  # the lease is gone: report nothing
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class WorkerRunner:
+    """Serve the ``tasks`` queue: ``await run(stop)`` until ``stop`` is set, then stop gracefully."""
+
+    def __init__(
+        self,
+        ports: Ports,
+        handlers: Mapping[str, TaskHandler],
+        *,
+        owner: str,
+        concurrency: int = 4,
+        lease_s: float = DEFAULT_LEASE_S,
+        heartbeat_s: float = HEARTBEAT_INTERVAL_S,
+        max_lease_expiries: int = MAX_LEASE_EXPIRIES,
+        shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
+        poll_s: float = POLL_S,
+        give_up: Mapping[str, Callable[[Ports, Item, str], Awaitable[None]]] | None = None,
+    ) -> None:
+        if concurrency < 1 or lease_s <= 0 or heartbeat_s <= 0 or heartbeat_s >= lease_s:
+            raise ValueError("concurrency must be at least 1 and 0 < heartbeat_s < lease_s")
+        self.ports = ports
+        self.handlers = dict(handlers)
+        self.give_up = dict(give_up or {})
+        self.owner = owner
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
+        self.max_lease_expiries = max_lease_expiries
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.poll_s = poll_s
+        self._running: dict[str, _Running] = {}
+        self._slot_freed = asyncio.Event()
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of the tasks this runner holds right now."""
+        return list(self._running)
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, force: asyncio.Event | None = None) -> None:
+        """Claim and run tasks until ``stop`` is set; then drain (``force`` skips the wait for handlers)."""
+        force = force or asyncio.Event()
+        log.info("worker_started", owner=self.owner, concurrency=self.concurrency, lease_s=self.lease_s)
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self._drain(force)
+            log.info("worker_stopped", owner=self.owner)
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        broker = self.ports.broker
+        while not stop.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await _first(stop.wait(), self._slot_freed.wait())
+                continue
+            try:
+                items = await broker.claim(
+                    queues=[TASKS_QUEUE], owner=self.owner, lease_s=self.lease_s, limit=free
+                )
+            except errors.Unavailable as exc:
+                log.warning("worker_claim_failed", owner=self.owner, error=exc.message)
+                await _first(stop.wait(), asyncio.sleep(UNAVAILABLE_PAUSE_S))
+                continue
+            if stop.is_set():
+                for item in items:  # claimed while stopping: give back, not counted as an attempt
+                    await self._release(item, started=False)
+                return
+            for item in items:
+                self._start(item)
+            if not items:
+                await _first(stop.wait(), self._wait_ready())
+
+    async def _wait_ready(self) -> None:
+        try:
+            await self.ports.broker.wait(queues=[TASKS_QUEUE], timeout_s=self.poll_s)
+        except errors.Unavailable as exc:
+            log.warning("worker_wait_failed", owner=self.owner, error=exc.message)
+            await asyncio.sleep(UNAVAILABLE_PAUSE_S)
+
+    def _start(self, item: Item) -> None:
+        lease = TaskLease(item=item, owner=self.owner, epoch=item.lease_epoch, broker=self.ports.broker)
+        state = _Running(lease=lease)
+        self._running[item.id] = state
+        # Owned by this runner: _drain awaits every one of them before run() returns.
+        state.runner = asyncio.create_task(self._run_one(state), name=f"task-{item.id}")
+
+    async def _drain(self, force: asyncio.Event) -> None:
+        pending = [s.runner for s in self._running.values() if s.runner is not None]
+        if pending:
+            log.info(
+                "worker_draining", owner=self.owner, tasks=len(pending), timeout_s=self.shutdown_timeout_s
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.shutdown_timeout_s):
+                    await _first(asyncio.wait(pending), force.wait())
+        for state in list(self._running.values()):
+            state.give_back = True
+            if state.work is not None:
+                state.work.cancel()
+        remaining = [s.runner for s in self._running.values() if s.runner is not None]
+        if remaining:
+            await asyncio.wait(remaining)
+
+    # --- one task ---------------------------------------------------------------------------------------
+    async def _run_one(self, state: _Running) -> None:
+        item = state.lease.item
+        try:
+            with structlog.contextvars.bound_contextvars(task_id=item.id, kind=item.kind):
+                await self._run_claimed(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in the runner itself: keep the worker alive, the lease will lapse
+            log.exception("task_runner_failed", task_id=item.id)
+        finally:
+            self._running.pop(item.id, None)
+            self._slot_freed.set()
+
+    async def _run_claimed(self, state: _Running) -> None:
+        lease, item = state.lease, state.lease.item
+        log.info(
+            "task_claimed",
+            task_id=item.id,
+            kind=item.kind,
+            attempt=item.attempt,
+            lease_expiries=item.lease_expiries,
+            owner=self.owner,
+        )
+        if item.lease_expiries >= self.max_lease_expiries:
+            reason = f"worker lost {item.lease_expiries} times"
+            await self._fail(lease, reason, result={"status": "FAILED", "reason": reason})
+            return
+        handler = self.handlers.get(item.kind)
+        if handler is None:
+            known = ", ".join(sorted(self.handlers)) or "none"
+            await self._fail(lease, f"no handler for task kind {item.kind!r} (known: {known})")
+            return
+        work = asyncio.create_task(_call(handler(self.ports, lease)), name=f"handler-{item.id}")
+        state.work = work
+        beat = asyncio.create_task(self._heartbeat(state), name=f"heartbeat-{item.id}")
+        try:
+            await asyncio.wait([work])
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            if not work.done():  # this runner was cancelled from outside: stop the handler too
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        duration_s = round(time.monotonic() - state.started_at, 3)
+        if state.lost:
+            log.warning("task_dropped", task_id=item.id, reason="lease lost", duration_s=duration_s)
+        elif work.cancelled():  # shutdown: another worker resumes it from its stored state
+            await self._release(item, started=True)
+        elif (exc := work.exception()) is not None:
+            log.error("task_handler_failed", task_id=item.id, exc_info=exc)
+            await self._fail(lease, f"task handler for {item.kind!r} failed: {_describe(exc)}")
+        else:
+            await self._check_finished(lease, duration_s)
+
+    async def _check_finished(self, lease: TaskLease, duration_s: float) -> None:
+        item = lease.item
+        try:
+            current = await self.ports.broker.get(item.id)
+        except errors.Unavailable as exc:
+            log.warning("task_state_unknown", task_id=item.id, error=exc.message)
+            return
+        if current is not None and current.state == "running" and current.lease_epoch == lease.epoch:
+            await self._fail(lease, f"task handler for {item.kind!r} returned without finishing the task")
+            return
+        state = current.state if current is not None else "gone"
+        log.info("task_finished", task_id=item.id, kind=item.kind, state=state, duration_s=duration_s)
+
+    async def _heartbeat(self, state: _Running) -> None:
+        """Renew the lease until cancelled; on loss, mark the task lost and cancel its handler."""
+        lease, broker = state.lease, self.ports.broker
+        last_ok = state.started_at  # the claim gave a full lease at about this time
+        fence_s = self.lease_s * FENCE_FRACTION
+        while True:
+            left = last_ok + fence_s - time.monotonic()
+            await asyncio.sleep(max(0.0, min(self.heartbeat_s, left)))
+            sent = time.monotonic()
+            if sent - last_ok >= fence_s:
+                self._lose(state, "no heartbeat acknowledged within the lease")
+                return
+            try:
+                await broker.heartbeat(
+                    lease.item.id, owner=lease.owner, epoch=lease.epoch, lease_s=self.lease_s
+                )
+                last_ok = sent
+            except (errors.Conflict, errors.NotFound) as exc:
+                if not await self._finished_by_us(lease):
+                    self._lose(state, exc.message)
+                return
+            except errors.Unavailable as exc:
+                log.warning("task_heartbeat_failed", task_id=lease.item.id, error=exc.message)
+                await asyncio.sleep(min(self.heartbeat_s, UNAVAILABLE_PAUSE_S))
+
+    async def _finished_by_us(self, lease: TaskLease) -> bool:
+        """Whether a refused renewal only means the handler already finished the item at our epoch."""
+        with contextlib.suppress(errors.Unavailable):
+            current = await self.ports.broker.get(lease.item.id)
+            return (
+                current is not None
+                and current.final
+                and current.lease_epoch == lease.epoch
+                and current.lease_owner == lease.owner
+            )
+        return False
+
+    def _lose(self, state: _Running, reason: str) -> None:
+        state.lost = True
+        log.warning("task_lease_lost", task_id=state.lease.item.id, epoch=state.lease.epoch, reason=reason)
+        if state.work is not None:
+            state.work.cancel()
+
+    async def _fail(self, lease: TaskLease, error: str, result: object = None) -> None:
+        try:
+            await lease.fail(error, result=result)
+        except (errors.Conflict, errors.NotFound, errors.Unavailable) as exc:
+            log.warning("task_fail_refused", task_id=lease.item.id, error=exc.message)
+            return
+        log.warning("task_failed", task_id=lease.item.id, kind=lease.item.kind, error=error)
+        record = self.give_up.get(lease.item.kind)
+        if record is not None:
+            try:
+                await record(self.ports, lease.item, error)
+            except Exception as exc:  # the task is failed already; the record is best effort, and logged
+                log.warning("task_give_up_failed", task_id=lease.item.id, error=str(exc))
+
+    async def _release(self, item: Item, *, started: bool) -> None:
+        try:
+            await self.ports.broker.release(
+                item.id, owner=self.owner, epoch=item.lease_epoch, started=started
+            )
+        except (errors.Conflict, errors.NotFound, errors.Unavailable) as exc:
+            log.warning("task_release_failed", task_id=item.id, error=exc.message)
+            return
+        log.info("task_released", task_id=item.id, attempt=item.attempt, started=started)
+
+
+async def _call(awaitable: Awaitable[None]) -> None:
+    await awaitable
+
+
+async def _first(*awaitables: Awaitable[object]) -> None:
+    """Wait until the first of ``awaitables`` is done; cancel and await the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting = [task for task in tasks if not task.done()]
+        for task in waiting:
+            task.cancel()
+        for task in waiting:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    for task in done:
+        task.result()  # an exception of the one that finished is not hidden
+
+
+def _describe(exc: BaseException) -> str:
+    message = exc.message if isinstance(exc, errors.StacklError) else str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
