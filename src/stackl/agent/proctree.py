@@ -16,6 +16,8 @@ from pathlib import Path
 
 PROC = Path("/proc")
 POLL_S = 0.05
+KILL_WAIT_S = 10.0  # how long stop() waits for killed processes to be gone
+QUIET_S = 0.5  # ... and for their groups to stay empty
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:
@@ -93,3 +95,16 @@ async def stop(pid: int, *, grace_s: float, wait: Callable[[], Awaitable[int]]) 
     _signal(pids, pgids, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, TimeoutError):
         await asyncio.wait_for(wait(), timeout=max(grace_s, 5.0))
+    # SIGKILL is delivered asynchronously, and a child forked while the group was being killed escapes the
+    # group signal: keep killing what is left of the groups until they stayed empty for a while, so that a job
+    # reported stopped has really stopped (its next attempt may start at once).
+    until = time.monotonic() + KILL_WAIT_S
+    quiet_since = time.monotonic()
+    while time.monotonic() < until:
+        alive = {p for p in pids if (stat := _stat(p)) is not None and stat[0] != "Z"} | group_members(pgids)
+        if alive:
+            quiet_since = time.monotonic()
+            _signal(alive, pgids, signal.SIGKILL)
+        elif time.monotonic() - quiet_since >= QUIET_S:
+            return
+        await asyncio.sleep(POLL_S)
