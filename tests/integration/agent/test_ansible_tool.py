@@ -4,7 +4,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from tests.integration.agent.conftest import Runner, make_job
 
 from stackl.agent.executors.base import Job, LogLine
