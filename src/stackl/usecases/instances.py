@@ -413,7 +413,7 @@ async def plan(ports: Ports, body: object) -> dict[str, Any]:
         if existing is None:
             raise errors.InstanceNotFound(f"Stack instance {request.stack_instance_name} not found")
         raise errors.InvalidInput(
-            f"planning an {operation} needs the stack-instance lifecycle, which this server does not run yet"
+            f"planning an {operation} is not supported by this version: only a create can be planned"
         )
     if existing is not None:
         raise errors.InvalidInput("Stack instance already exists")
