@@ -10,61 +10,17 @@ alone, so the ratio shows what the document path adds.
 
 import argparse
 import asyncio
-import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from bench.harness import header, percentile, table
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_server(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `stackl server` and wait until it is ready."""
-    port = _free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "stackl",
-        "server",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--log-level",
-        "warning",
-    ]
-    if database_url:
-        args += ["--database-url", database_url]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKL_")}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not become ready")
+from bench.servers import databases, postgres_database, start_server, stop
 
 
 def document(i: int) -> dict[str, object]:
@@ -146,15 +102,6 @@ async def run(url: str, documents: int, requests: int, concurrency: int) -> list
         return rows
 
 
-def pg_url() -> str | None:
-    if not os.environ.get("PGHOST"):
-        return None
-    return (
-        f"postgresql+asyncpg://{os.environ.get('PGUSER', 'postgres')}@{os.environ['PGHOST']}:"
-        f"{os.environ.get('PGPORT', '5432')}/{{db}}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run (used by the test suite)")
@@ -169,26 +116,14 @@ def main() -> None:
         f"document API: {args.documents} stored services, {args.requests} requests, "
         f"{args.concurrency} concurrent"
     )
-    targets: list[tuple[str, str | None]] = [("sqlite", None)]
-    template = pg_url()
-    if template and not args.sqlite_only:
-        targets.append(("postgresql", template))
-    for label, url_template in targets:
-        with tempfile.TemporaryDirectory() as tmp:
-            database_url = None
-            db_name = None
-            if url_template:
-                db_name = f"bench_{uuid.uuid4().hex[:10]}"
-                subprocess.run(["createdb", db_name], check=True)
-                database_url = url_template.format(db=db_name)
+    for label in databases(sqlite_only=args.sqlite_only):
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+            database_url = stack.enter_context(postgres_database()) if label == "postgresql" else None
             proc, url = start_server(Path(tmp) / "data", database_url)
             try:
                 rows = asyncio.run(run(url, args.documents, args.requests, args.concurrency))
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-                if db_name:
-                    subprocess.run(["dropdb", "--if-exists", db_name], check=False)
+                stop(proc)
         print(f"\n## {label}")
         table(rows, ["operation", "req/s", "p50 ms", "p99 ms", "x baseline time"])
 

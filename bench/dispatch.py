@@ -18,21 +18,20 @@ For each database (SQLite file; PostgreSQL when PG* variables point at a server)
 
 import argparse
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
-from bench.api import pg_url
 from bench.harness import header, percentile, table
+from bench.servers import clean_env, databases, postgres_database, start_server, stop
 from stackl.broker.base import ItemSpec
 from stackl.broker.sql import SqlBroker
 from stackl.datastore import schema
@@ -46,8 +45,7 @@ PACE_S = 0.02  # paced run: one job every 20 ms (50/s), well below capacity
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STACKL_")}
-    return env | {"STACKL_SERVER__AGENT": "false", "STACKL_SERVER__WORKER": "false"} | extra
+    return clean_env(STACKL_SERVER__AGENT="false", STACKL_SERVER__WORKER="false", **extra)
 
 
 def job_payload(i: int) -> dict[str, object]:
@@ -64,33 +62,6 @@ def job_payload(i: int) -> dict[str, object]:
         "provisioning_parameters": {},
         "secrets": {},
     }
-
-
-def free_port_url() -> tuple[int, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port, f"http://127.0.0.1:{port}"
-
-
-def start_server(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `stackl server` without its worker and agent, and wait until it is ready."""
-    port, url = free_port_url()
-    args = [sys.executable, "-m", "stackl", "server", "--port", str(port), "--data-dir", str(data_dir)]
-    args += ["--log-level", "warning", *(["--database-url", database_url] if database_url else [])]
-    proc = subprocess.Popen(args, env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not become ready")
 
 
 def start_agent(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
@@ -111,14 +82,6 @@ def start_worker(database: list[str]) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "stackl", "worker", "--concurrency", str(CONCURRENCY), *database]
     args += ["--log-level", "warning"]
     return subprocess.Popen(args, env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 async def drained(broker: SqlBroker, queue: str, *, timeout_s: float = 600) -> None:
@@ -232,22 +195,17 @@ def main() -> None:
         f"dispatch: {args.jobs} mock jobs through 1 agent (max {MAX_JOBS} jobs), "
         f"{args.tasks} noop tasks through 1 worker (concurrency {CONCURRENCY})"
     )
-    targets: list[tuple[str, str | None]] = [("sqlite", None)]
-    template = pg_url()
-    if template and not args.sqlite_only:
-        targets.append(("postgresql", template))
-    for label, url_template in targets:
-        with tempfile.TemporaryDirectory() as tmp:
+    for label in databases(sqlite_only=args.sqlite_only):
+        with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
             data_dir = Path(tmp) / "data"
-            db_name = None
             database_url = f"sqlite+aiosqlite:///{data_dir / 'stackl.db'}"
             database = ["--data-dir", str(data_dir)]
-            if url_template:
-                db_name = f"bench_{uuid.uuid4().hex[:10]}"
-                subprocess.run(["createdb", db_name], check=True)
-                database_url = url_template.format(db=db_name)
+            if label == "postgresql":
+                database_url = stack.enter_context(postgres_database())
                 database = ["--database-url", database_url]
-            server, url = start_server(data_dir, None if db_name is None else database_url)
+            server, url = start_server(
+                data_dir, database_url if label == "postgresql" else None, env=bench_env()
+            )
             try:
                 agent = start_agent(url, Path(tmp) / "agent")
                 try:
@@ -257,8 +215,6 @@ def main() -> None:
                 task_rows = asyncio.run(run_tasks(database, database_url, args.tasks))
             finally:
                 stop(server)
-                if db_name:
-                    subprocess.run(["dropdb", "--if-exists", db_name], check=False)
         print(f"\n## {label}")
         table(job_rows + task_rows[1:], ["path", "items/s", "p50 ms", "p99 ms", "x baseline time"])
         print(f"# tasks baseline (same database, second measurement): {task_rows[0][1]:.0f} items/s")

@@ -7,6 +7,7 @@ swapping SQLite for PostgreSQL, or a fake for a real engine, is a settings chang
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from stackl import errors
 from stackl.broker.sql import SqlBroker
 from stackl.config import Settings
 from stackl.datastore import migrate
@@ -31,6 +32,17 @@ async def upgrade_schema(settings: Settings) -> None:
     """
     prepare_data_dir(settings)
     await migrate.upgrade(settings.database_url)
+
+
+async def require_current_schema(settings: Settings) -> None:
+    """Refuse to run on a database whose schema is not this version's (processes that never migrate).
+
+    Raises:
+        StoreUnavailable: the database cannot be reached or its schema is behind or ahead.
+    """
+    current, head = await migrate.current_revision(settings.database_url)
+    if current != head:
+        raise errors.StoreUnavailable(f"database schema is at {current}, not {head}: run stackl db upgrade")
 
 
 @asynccontextmanager

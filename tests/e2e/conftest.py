@@ -33,8 +33,32 @@ def wait_until(predicate: Callable[[], bool], *, timeout_s: float, what: str) ->
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+class ChildProcess:
+    """Stop, kill and read the log of a process a test started; subclasses set ``proc`` and ``log_path``."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def stop(self) -> int:
+        """SIGTERM, wait, and return the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
 @dataclass
-class ServerProcess:
+class ServerProcess(ChildProcess):
     """A running `stackl server` and how to reach, stop and restart it."""
 
     data_dir: Path
@@ -73,23 +97,6 @@ class ServerProcess:
                 return False
 
         wait_until(ready, timeout_s=30, what="the server to be ready")
-
-    def stop(self) -> int:
-        """SIGTERM, wait, and return the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def process_env(tmp_path: Path) -> dict[str, str]:

@@ -8,7 +8,6 @@ results ignored.
 """
 
 import asyncio
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.conftest import STACKL, ServerProcess, wait_until
+from tests.e2e.conftest import STACKL, ChildProcess, ServerProcess, wait_until
 
 from stackl.broker.base import Item, ItemSpec
 from stackl.broker.sql import SqlBroker
@@ -30,7 +29,7 @@ AGENT = "e2e-agent"
 
 
 @dataclass
-class AgentProcess:
+class AgentProcess(ChildProcess):
     """A running `stackl agent` and its log."""
 
     server: ServerProcess
@@ -58,22 +57,6 @@ class AgentProcess:
         ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, env=self.server.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ refuses a database whose schema is behind (exit 7); the server's in-process work
 
 import asyncio
 import json
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import STACKL, ServerProcess, process_env, wait_until
+from tests.e2e.conftest import STACKL, ChildProcess, ServerProcess, process_env, wait_until
 
 from stackl.broker.base import Item, ItemSpec
 from stackl.broker.sql import SqlBroker
@@ -28,7 +27,7 @@ LEASE_S = "1.5"  # short leases so a killed worker's task is taken over within s
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A running `stackl worker` and its log."""
 
     database: list[str]  # --data-dir DIR or --database-url URL
@@ -46,22 +45,6 @@ class WorkerProcess:
     def owner(self) -> str:
         started = [e for e in self.log_events() if e.get("event") == "worker_started"]
         return str(started[-1]["owner"])
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def events(self) -> str:
         return self.log()

@@ -8,7 +8,6 @@ so ``stackl --help`` stays fast. Like the rest of ``stackl.agent``, this talks t
 
 import asyncio
 import os
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ import typer
 
 from stackl.config import is_loopback
 from stackl.logs import configure_logging
+from stackl.processes.common import shutdown_signals
 
 
 def _env(option: str) -> str | None:
@@ -127,19 +127,7 @@ async def _serve(
     from stackl.agent.runner import AgentRunner
 
     log = structlog.get_logger("stackl.agent")
-    stop, force = asyncio.Event(), asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.info("agent_shutdown_forced", signal=signal.Signals(signum).name)
-            force.set()
-        else:
-            log.info("agent_shutdown_started", signal=signal.Signals(signum).name)
-            stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    stop, force = shutdown_signals(log, "agent")
     async with AgentProtocol(url, name, token=token) as protocol:
         runner = AgentRunner(
             name=name,

@@ -3,6 +3,8 @@
 Process commands exit 2 on bad configuration and 7 when the database cannot be reached (cli.md §5.1).
 """
 
+import asyncio
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,3 +55,23 @@ def exit_for() -> Iterator[None]:
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def shutdown_signals(log: Any, role: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """Events set by SIGTERM/SIGINT on the running loop: the first stops gracefully, a second forces it."""
+    stop, force = asyncio.Event(), asyncio.Event()
+    forced, started = f"{role}_shutdown_forced", f"{role}_shutdown_started"  # structured-log event names
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.info(forced, signal=name)
+            force.set()
+        else:
+            log.info(started, signal=name)
+            stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return stop, force

@@ -64,19 +64,14 @@ async def _serve(settings: Settings) -> None:
     import structlog
     import uvicorn
 
-    from stackl import bootstrap, errors
+    from stackl import bootstrap
     from stackl.api.app import create_app
-    from stackl.datastore import migrate
 
     log = structlog.get_logger("stackl.server")
     if settings.server.upgrade:
         await bootstrap.upgrade_schema(settings)
     else:
-        current, head = await migrate.current_revision(settings.database_url)
-        if current != head:
-            raise errors.StoreUnavailable(
-                f"database schema is at {current}, not {head}: run stackl db upgrade"
-            )
+        await bootstrap.require_current_schema(settings)
     async with bootstrap.open_ports(settings) as ports:
         app = create_app(settings, ports)
         config = uvicorn.Config(

@@ -10,7 +10,6 @@ signal skips the wait. Exit 0 after a graceful stop. Heavy imports stay inside t
 
 import asyncio
 import os
-import signal
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from stackl.config import Settings
-from stackl.processes.common import build_settings, exit_for
+from stackl.processes.common import build_settings, exit_for, shutdown_signals
 
 if TYPE_CHECKING:
     from stackl.usecases.ports import Ports
@@ -60,29 +59,14 @@ async def _serve(settings: Settings) -> None:
     import structlog
 
     from stackl import bootstrap, errors
-    from stackl.datastore import migrate
 
     log = structlog.get_logger("stackl.worker")
     if not settings.database.url and not (settings.data_dir / "stackl.db").exists():
         raise errors.StoreUnavailable(
             f"no database in {settings.data_dir}: start stackl server (or run stackl db upgrade) first"
         )
-    current, head = await migrate.current_revision(settings.database_url)
-    if current != head:
-        raise errors.StoreUnavailable(f"database schema is at {current}, not {head}: run stackl db upgrade")
-    stop, force = asyncio.Event(), asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stop.is_set():
-            log.info("worker_shutdown_forced", signal=signal.Signals(signum).name)
-            force.set()
-        else:
-            log.info("worker_shutdown_started", signal=signal.Signals(signum).name)
-            stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    await bootstrap.require_current_schema(settings)
+    stop, force = shutdown_signals(log, "worker")
     async with bootstrap.open_ports(settings) as ports:
         await serve_worker(settings, ports, stop, force)
 
