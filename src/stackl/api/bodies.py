@@ -57,7 +57,7 @@ async def read_bytes(request: Request, *, limit: int) -> bytes:
         PayloadTooLarge: beyond ``limit``.
     """
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise errors.PayloadTooLarge(f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -136,12 +136,23 @@ async def read_document(request: Request, *, limit: int, many: bool = False, opt
         if optional:
             return None
         raise _malformed("the body is empty")
-    if kind in YAML_TYPES:
-        return parse_yaml(raw, many=many)
-    value = parse_json(raw)
-    if many and isinstance(value, dict):
+    value = parse_yaml(raw, many=many) if kind in YAML_TYPES else parse_json(raw)
+    check_json_value(value)
+    if many and kind not in YAML_TYPES and isinstance(value, dict):
         return [value]
     return value
+
+
+def check_json_value(value: Any) -> None:
+    """Refuse what JSON cannot store: NaN and infinities (Python's json accepts them), YAML bytes and sets.
+
+    Raises:
+        Malformed: the body holds such a value.
+    """
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _malformed(f"the body is not a JSON value ({exc})") from None
 
 
 def check_document_size(doc: Any, *, limit: int) -> None:
@@ -151,7 +162,7 @@ def check_document_size(doc: Any, *, limit: int) -> None:
         PayloadTooLarge: it is.
     """
     try:
-        size = len(json.dumps(doc, ensure_ascii=False, default=str).encode())
+        size = len(json.dumps(doc, ensure_ascii=False).encode())
     except (ValueError, RecursionError) as exc:  # circular YAML anchors
         raise _malformed("the document is not a JSON value") from exc
     if size > limit:

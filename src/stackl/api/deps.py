@@ -46,7 +46,7 @@ def parse_revision_header(value: str | None, *, header: str) -> int | None:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is true, int("²") fails
         raise errors.Malformed(
             f'{header} must be a revision number such as "3"',
             errors=[{"loc": ["header", header], "msg": "must be a revision number", "type": "malformed"}],

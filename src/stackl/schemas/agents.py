@@ -5,16 +5,17 @@ talking (agents.md §2, forward compatibility). Bounds mirror the spec: ``wait``
 sane length; anything else is a 422 problem naming the field.
 """
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 _ID = Field(min_length=1, max_length=64)
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # what is stored must be JSON
 
 
 class RegisterBody(_Body):
@@ -78,12 +79,20 @@ class EventsBody(AttemptBody):
     events: list[EventItem] = Field(default_factory=list)
 
 
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError as exc:  # NaN or an infinity: JSON cannot store it
+        raise ValueError(f"outputs must be plain JSON: {exc}") from None
+    return value
+
+
 class ResultBody(AttemptBody):
     """``POST …/result``."""
 
     status: Literal["READY", "FAILED"]
     exit_code: int | None = None
-    outputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: Annotated[dict[str, Any], AfterValidator(_json_object)] = Field(default_factory=dict)
     error_message: str = ""
     started_at: str | None = None
     finished_at: str | None = None

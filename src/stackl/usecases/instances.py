@@ -416,7 +416,7 @@ async def plan(ports: Ports, body: object) -> dict[str, Any]:
             f"planning an {operation} is not supported by this version: only a create can be planned"
         )
     if existing is not None:
-        raise errors.InvalidInput("Stack instance already exists")
+        raise errors.InstanceExists()
     request = parse_request(body, operation="create", plan=True)
     ctx = await resolve(ports, request)
     evaluated_at = ports.clock.now().isoformat().replace("+00:00", "Z")

@@ -293,3 +293,30 @@ async def test_request_id_is_echoed_or_generated(api: httpx.AsyncClient) -> None
     assert echoed.headers["x-request-id"] == "abc-123"
     generated = await api.get("/documents/zone/nope")
     assert generated.json()["request_id"] == generated.headers["x-request-id"]
+
+
+async def test_values_json_cannot_hold_are_refused_not_500(api: httpx.AsyncClient) -> None:
+    cases = [
+        ("application/json", b'{"name": "e1", "params": {"a": NaN}}'),
+        ("application/json", b'{"name": "e1", "params": {"a": Infinity}}'),
+        ("application/yaml", b"name: e1\nparams: {a: .nan}\n"),
+        ("application/yaml", b"name: e1\nparams: {a: !!binary aGVsbG8=}\n"),
+        ("application/yaml", b"name: e1\nparams: {a: !!set {x, y}}\n"),
+    ]
+    for content_type, body in cases:
+        response = await api.post(
+            "/documents/environment", content=body, headers={"Content-Type": content_type}
+        )
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["code"] == "malformed"
+
+
+async def test_non_ascii_digits_are_no_revision_numbers(api: httpx.AsyncClient) -> None:
+    await api.post("/documents/environment", json={"name": "e1"})
+    response = await api.put(
+        "/documents/environment/e1",
+        json={"name": "e1"},
+        headers=[(b"If-Match", b"\xb2")],  # latin-1 "²", which str.isdigit() accepts
+    )
+    assert response.status_code == 400, response.text
+    assert (await api.get("/documents/environment/e1/revisions/%C2%B2/diff/latest")).status_code == 400

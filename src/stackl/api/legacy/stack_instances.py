@@ -57,7 +57,7 @@ async def get_stack_instances(
 ) -> Response:
     """Every stack instance (0.5 view); ``name`` filters by substring."""
     items = await document_cases.list_all(ports, "stack_instance", name_contains=name)
-    return respond(request, [legacy.to_legacy(d.body) for d in items if name is None or name in d.name])
+    return respond(request, [legacy.to_legacy(d.body) for d in items])
 
 
 @router.get("/stack_instances/{name}", name="get_stack_instance")

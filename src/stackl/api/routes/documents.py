@@ -252,7 +252,7 @@ async def list_revisions(
 def _revision_ref(value: str, field: str) -> int | str:
     if value == "latest":
         return value
-    if value.isdigit() and int(value) >= 1:
+    if value.isascii() and value.isdigit() and int(value) >= 1:
         return int(value)
     raise errors.Malformed(
         f"{field} must be a revision number or 'latest'",
