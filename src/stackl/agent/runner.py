@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,7 @@ class AgentRunner:
             self._previous_id = id_file.read_text().strip() or None
         id_file.write_text(self.instance_id + "\n")
 
-    async def _register(self, stop: asyncio.Event) -> None:
+    async def _register(self, stop: asyncio.Event, *, give_up: Callable[[], bool] | None = None) -> None:
         body = {
             "name": self.name,
             "instance_id": self.instance_id,
@@ -146,7 +147,9 @@ class AgentRunner:
             "labels": self._labels,
             "max_jobs": self._max_jobs,
         }
-        _, answer = await self._protocol.call("/agents/register", body, give_up=stop.is_set)
+        _, answer = await self._protocol.call(
+            "/agents/register", body, give_up=lambda: stop.is_set() or (give_up is not None and give_up())
+        )
         if isinstance(answer, dict):
             self.timing.heartbeat_interval_s = float(answer.get("heartbeat_interval_s", 10))
             self.timing.fence_after_s = float(answer.get("fence_after_s", 45))
@@ -178,9 +181,8 @@ class AgentRunner:
         for state in self._running.values():
             state.give_back = True
             state.cancel.set()
-        for task in jobs:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A finished job removes itself from ``jobs``: wait on a copy.
+        await asyncio.gather(*list(jobs), return_exceptions=True)
 
     # --- heartbeat and self-fencing ---------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -209,8 +211,8 @@ class AgentRunner:
             )
         except CallFailed as exc:
             if exc.status == 404:  # the server forgot this instance: announce it again
-                with contextlib.suppress(CallFailed, GaveUp):
-                    await self._register(asyncio.Event())
+                with contextlib.suppress(CallFailed, GaveUp):  # never past the fencing point
+                    await self._register(asyncio.Event(), give_up=self._cut_off)
             self._fence_if_cut_off()
             return
         except GaveUp:
@@ -228,8 +230,12 @@ class AgentRunner:
                 state.abandoned = True
                 state.cancel.set()
 
+    def _cut_off(self) -> bool:
+        """No heartbeat acknowledged for ``fence_after_s``: this instance's leases may be gone."""
+        return time.monotonic() - self._last_ack >= self.timing.fence_after_s
+
     def _fence_if_cut_off(self) -> None:
-        if time.monotonic() - self._last_ack < self.timing.fence_after_s:
+        if not self._cut_off():
             return
         for state in self._running.values():
             if not state.give_back:
@@ -340,7 +346,7 @@ class AgentRunner:
             attempt=attempt,
             masker=masker,
             on_cancel=lambda reason: self._cancel(job_id, reason),
-            give_up=lambda: state.abandoned,
+            give_up=lambda: state.abandoned or self._force.is_set(),  # a forced stop stops resending too
         )
         stream.start()
         started_at = rfc3339(SystemClock().now())

@@ -44,9 +44,11 @@ class SqlAgentRegistry(AgentRegistry):
             yield tx.connection
 
     @staticmethod
-    async def _execute(connection: AsyncConnection, statement: sa.Executable) -> sa.CursorResult[Any]:
+    async def _execute(
+        connection: AsyncConnection, statement: sa.Executable, parameters: Any = None
+    ) -> sa.CursorResult[Any]:
         with dialects.wrap_errors():
-            return await connection.execute(statement)
+            return await connection.execute(statement, parameters)
 
     # --- instances ----------------------------------------------------------------------------------------
     async def register(self, instance: AgentInstance) -> AgentInstance:
@@ -169,8 +171,8 @@ class SqlAgentRegistry(AgentRegistry):
             fitting, used, truncated = fit_lines(
                 lines, known=known, used=record.log_bytes, max_bytes=max_bytes
             )
-            for line in fitting:
-                await self._execute(connection, self._insert_line.values(**asdict(line)))
+            if fitting:  # one statement for the batch, inside the (SQLite: single) writer's turn
+                await self._execute(connection, self._insert_line, [asdict(line) for line in fitting])
             top = max([record.stored_seq, *(line.seq for line in fitting)])
             await self._execute(
                 connection,
