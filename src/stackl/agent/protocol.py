@@ -103,11 +103,6 @@ class AgentProtocol:
             log.debug("agent_call_retried", path=path, status=status, error=detail, pause_s=round(pause, 2))
             await asyncio.sleep(pause)
 
-    async def get(self, path: str) -> Any:
-        response = await self._client.get(path)
-        response.raise_for_status()
-        return _json(response)
-
     # --- the calls of agents.md §1.1 ---------------------------------------------------------------------
     def job_path(self, job_id: str, what: str) -> str:
         return f"/agents/{self.name}/jobs/{job_id}/{what}"

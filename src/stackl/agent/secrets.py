@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stackl import errors
@@ -107,9 +107,6 @@ class Masker:
             return text
         return self._pattern.sub(MASK, text)
 
-    def contains_secret(self, text: str) -> bool:
-        return self._pattern is not None and self._pattern.search(text) is not None
-
     def mask_value(self, value: Any) -> tuple[Any, bool]:
         """A JSON value with secrets masked in every string (keys included), and whether anything changed."""
         if isinstance(value, str):
@@ -133,6 +130,3 @@ class Masker:
             if self._pattern.fullmatch(text):
                 return MASK, True
         return value, False
-
-    def mask_lines(self, lines: Iterable[str]) -> list[str]:
-        return [self.mask(line) for line in lines]

@@ -78,10 +78,6 @@ class WorkDir:
     def path(self, name: str) -> Path:
         return self.root / name
 
-    def write(self, name: str, content: str | bytes) -> Path:
-        """Write a 0600 file in the job directory."""
-        return write_private(self.root / name, content)
-
     def copy_code(self, code_dir: Path) -> Path:
         """Copy the code directory into `src/` (terraform, packer): concurrent runs never share build output."""
         shutil.copytree(code_dir, self.src, symlinks=True, ignore=shutil.ignore_patterns(".terraform"))

@@ -7,6 +7,7 @@ state). ``wait`` long-polls until the item changes.
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,13 +32,18 @@ def _state(item: Item) -> str:
     return item.state
 
 
-async def _progress(ports: Ports, item: Item) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    name = str(item.payload.get("stack_instance", ""))
+async def _instances(ports: Ports, items: Sequence[Item]) -> dict[str, dict[str, Any]]:
+    """The current bodies of the instances these tasks belong to, read once (absent ones are left out)."""
+    names = {str(item.payload.get("stack_instance", "")) for item in items}
     async with ports.store.transaction(readonly=True) as tx:
-        stored = await tx.get(doc_type="stack_instance", name=name)
+        found = await tx.get_many(keys=[("stack_instance", name) for name in sorted(names)])
+    return {name: stored.body for (_, name), stored in found.items()}
+
+
+def _progress(item: Item, instance: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     entries = {
         (e["service"], e.get("replica") or 0, e["functional_requirement"]): e
-        for e in (stored.body.get("status", []) if stored else [])
+        for e in (instance.get("status", []) if instance else [])
     }
     counts = dict.fromkeys(("pending", "queued", "running", "ready", "failed", "skipped", "cancelled"), 0)
     steps: list[dict[str, Any]] = []
@@ -73,14 +79,22 @@ async def _progress(ports: Ports, item: Item) -> tuple[dict[str, Any], list[dict
     return {"stage": stage, **counts}, steps
 
 
-async def task_view(ports: Ports, item: Item, *, include_steps: bool = False) -> dict[str, Any]:
-    """The task record (api.md §B.3)."""
+async def task_view(
+    ports: Ports,
+    item: Item,
+    *,
+    include_steps: bool = False,
+    instances: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The task record (api.md §B.3); ``instances`` are the instance bodies already read (else read here)."""
     payload = item.payload
     timeout_s = payload.get("timeout_s")
     deadline = (
         item.started_at + timedelta(seconds=float(timeout_s)) if item.started_at and timeout_s else None
     )
-    progress, steps = await _progress(ports, item)
+    if instances is None:
+        instances = await _instances(ports, [item])
+    progress, steps = _progress(item, instances.get(str(payload.get("stack_instance", ""))))
     view: dict[str, Any] = {
         "id": item.id,
         "kind": item.kind,
@@ -151,4 +165,5 @@ async def list_tasks(
         and (state is None or _state(item) == state)
         and (kind is None or item.kind == kind)
     ][:limit]
-    return [await task_view(ports, item) for item in chosen]
+    instances = await _instances(ports, chosen)
+    return [await task_view(ports, item, instances=instances) for item in chosen]
