@@ -119,7 +119,9 @@ async def evaluate(ports: Ports, request: Mapping[str, Any]) -> Evaluation:
     if data is not None and not isinstance(data, dict):
         raise _invalid("data", "must be an object")
     revision = request.get("revision")
-    if revision is not None and (template is None or not isinstance(revision, int) or revision < 1):
+    if revision is not None and (
+        template is None or isinstance(revision, bool) or not isinstance(revision, int) or revision < 1
+    ):
         raise _invalid("revision", "must be a positive revision number of the given template")
 
     if template is not None:
