@@ -116,7 +116,8 @@ async def test_evaluate_validates_its_request(api: httpx.AsyncClient) -> None:
         ({"policy": "package p\nallow = true", "rule": "a b"}, ["body", "rule"]),
         ({"policy": "package p\nallow = true", "rule": "allow", "input": []}, ["body", "input"]),
         ({"policy": "package p\nallow = true", "rule": "allow", "surprise": 1}, ["body", "surprise"]),
-        ({"template": "t", "revision": True, "rule": "allow"}, ["body", "revision"]),  # a boolean is no number
+        # a boolean is no revision number
+        ({"template": "t", "revision": True, "rule": "allow"}, ["body", "revision"]),
     ]
     for body, loc in cases:
         response = await api.post("/policies/evaluate", json=body)
