@@ -4,6 +4,8 @@ The only module outside the adapter packages that imports concrete adapters (che
 swapping SQLite for PostgreSQL, or a fake for a real engine, is a settings change and nothing else.
 """
 
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +24,32 @@ def prepare_data_dir(settings: Settings) -> None:
     """Create the data directory (private to its owner) when the embedded SQLite default is used."""
     if not settings.database.url:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+KEY_FILE = "secret.key"
+
+
+def hash_key(settings: Settings) -> bytes:
+    """The server's secret key: ``secrets.key``, else a key file generated once in the data directory (0600).
+
+    Several servers on one database must share it (set ``STACKL_SECRETS__KEY``): input hashes computed by one
+    process are compared by another.
+    """
+    if settings.secrets.key is not None:
+        return settings.secrets.key.get_secret_value().encode()
+    path = settings.data_dir / KEY_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets.token_hex(32).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process of this server won the race
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        return key
 
 
 async def upgrade_schema(settings: Settings) -> None:
@@ -72,6 +100,9 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
                 write_retries=settings.database.write_retries,
                 policy_timeout_s=settings.policy.timeout_s,
                 task_max_attempts=settings.tasks.max_lease_expiries + 1,
+                task_timeout_s=settings.tasks.timeout_s,
+                rollback=settings.tasks.rollback,
+                hash_key=hash_key(settings),
             )
     finally:
         policies.close()

@@ -61,6 +61,8 @@ class TaskSettings(BaseModel):
     max_lease_expiries: int = Field(
         5, ge=1, le=100, description="worker leases a task may lose before it fails (worker lost N times)"
     )
+    timeout_s: float = Field(7200.0, gt=0, description="a task's deadline, from its start")
+    rollback: bool = Field(False, description="roll back failed creates and updates unless the request says")
 
 
 class DatabaseSettings(BaseModel):

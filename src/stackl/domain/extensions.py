@@ -22,7 +22,16 @@ EXTENSION_FIELDS: dict[str, tuple[str, ...]] = {
     "zone": ("packages",),
     "invocation": invocations.EXTENSION_FIELDS,
     "capability": ("packages",),
-    "stack_instance": ("tags", "placement", "state", "task"),
+    "stack_instance": (
+        "tags",
+        "placement",
+        "state",
+        "task",
+        "extra_services",
+        "steps",
+        "posted_outputs",
+        "rolling_back",
+    ),
     "status": records.STATUS_EXTENSION_FIELDS,
     "snapshot": ("source",),
 }

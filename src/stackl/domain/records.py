@@ -99,6 +99,20 @@ class HostTarget(fields.DocumentPart):
     target: str
 
 
+class StepRecord(fields.DocumentPart):
+    """What persists of one step across tasks (lifecycle.md §5.1): its last READY run's outputs and hash."""
+
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    input_hash: str | None = None
+
+
+class PostedOutputs(fields.DocumentPart):
+    """Outputs received through ``POST /outputs``, in arrival order: the first part of layer 10 (§4.6)."""
+
+    instance: dict[str, Any] = Field(default_factory=dict)
+    replicas: dict[str, dict[str, Any]] = Field(default_factory=dict)  # "<alias>/<replica>" → outputs
+
+
 class StackInstance(fields.Document):
     """A deployed application: placement, replicas, statuses, outputs (documents.md §9.1)."""
 
@@ -120,6 +134,12 @@ class StackInstance(fields.Document):
     deleted: bool = False
     tags: fields.Scalars = Field(default_factory=dict)
     placement: dict[str, Any] = Field(default_factory=dict)
+    # Full view only: the request's extra services (kept by updates that send none), step records and posted
+    # outputs, which decide what an update re-runs (lifecycle.md §4.3, §4.6).
+    extra_services: list[configs.ApplicationService] = Field(default_factory=list)
+    steps: dict[str, StepRecord] = Field(default_factory=dict)
+    posted_outputs: PostedOutputs = Field(default_factory=PostedOutputs)
+    rolling_back: str | None = None  # the task whose failed run is being compensated (lifecycle.md §4.5)
 
 
 class SnapshotSource(fields.DocumentPart):

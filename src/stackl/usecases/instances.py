@@ -187,7 +187,13 @@ def _reference_order(key: tuple[str, str]) -> tuple[int, str]:
     return (_REFERENCE_ORDER.index(key[0]) if key[0] in _REFERENCE_ORDER else 99, key[1])
 
 
-def placement_request(ctx: Context, *, evaluated_at: str, timeout_s: float) -> placement.PlacementRequest:
+def placement_request(
+    ctx: Context,
+    *,
+    evaluated_at: str,
+    timeout_s: float,
+    existing: Mapping[str, Sequence[str]] | None = None,
+) -> placement.PlacementRequest:
     """The placement engine's input for a resolved request."""
     request, loaded = ctx.request, ctx.loaded
     services = []
@@ -224,6 +230,7 @@ def placement_request(ctx: Context, *, evaluated_at: str, timeout_s: float) -> p
         sat_policies=sat_uses,
         policies=ctx.policies,
         user_parameters=request.params,
+        existing=dict(existing or {}),
         overrides={name: ctx.policies[name] for name in OVERRIDE_POLICIES if name in ctx.policies},
         inputs_meta={
             "stack_infrastructure_template": {"name": ctx.sit.name, "revision": ctx.sit.revision},
@@ -305,10 +312,20 @@ class Planned:
     frs_of: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _plan_sync(ports: Ports, ctx: Context, *, evaluated_at: str) -> Planned:
-    """Placement and step plan of a create; runs in a worker thread (the policy engine is synchronous)."""
+def plan_sync(
+    ports: Ports,
+    ctx: Context,
+    *,
+    evaluated_at: str,
+    existing: Mapping[str, Sequence[str]] | None = None,
+    stages: Sequence[Stage] | None = None,
+) -> Planned:
+    """Placement and step plan of a create (or an update's apply phase, given the ``existing`` targets).
+
+    Runs in a worker thread (the policy engine is synchronous).
+    """
     timeout_s = ports.policy_timeout_s
-    request = placement_request(ctx, evaluated_at=evaluated_at, timeout_s=timeout_s)
+    request = placement_request(ctx, evaluated_at=evaluated_at, timeout_s=timeout_s, existing=existing)
     name = ctx.request.stack_instance_name
     answer: dict[str, Any] = {
         "operation": "create",
@@ -336,7 +353,8 @@ def _plan_sync(ports: Ports, ctx: Context, *, evaluated_at: str) -> Planned:
         for alias in ctx.aliases
     }
     answer["explanation"] = result.explanation
-    stages = ctx.request.stages or [Stage.model_validate(stage) for stage in ctx.sat.body.get("stages", [])]
+    if stages is None:
+        stages = ctx.request.stages or [Stage.model_validate(s) for s in ctx.sat.body.get("stages", [])]
     groups = plans.stage_groups(ctx.aliases, [(s.name, s.services) for s in stages])
     decisions, notes = _service_decisions(ports, ctx, result.targets, action="create", timeout_s=timeout_s)
     replicas = {
@@ -412,16 +430,48 @@ async def plan(ports: Ports, body: object) -> dict[str, Any]:
     if operation != "create":
         if existing is None:
             raise errors.InstanceNotFound(f"Stack instance {request.stack_instance_name} not found")
-        raise errors.InvalidInput(
-            f"planning an {operation} is not supported by this version: only a create can be planned"
-        )
+        if operation == "delete":
+            return await _plan_delete(ports, existing)
+        from stackl.usecases import updates  # imported here: updates builds on this module
+
+        return await updates.plan_update(ports, body)
     if existing is not None:
         raise errors.InstanceExists()
     request = parse_request(body, operation="create", plan=True)
     ctx = await resolve(ports, request)
     evaluated_at = ports.clock.now().isoformat().replace("+00:00", "Z")
-    planned = await asyncio.to_thread(_plan_sync, ports, ctx, evaluated_at=evaluated_at)
+    planned = await asyncio.to_thread(plan_sync, ports, ctx, evaluated_at=evaluated_at)
     return planned.answer
+
+
+async def _plan_delete(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
+    """The delete plan of an instance (lifecycle.md §4.4), written nowhere."""
+    frs = sorted({str(e["functional_requirement"]) for e in stored.body.get("status", [])})
+    async with ports.store.transaction(readonly=True) as tx:
+        found = await tx.get_many(keys=[("functional_requirement", fr) for fr in frs])
+    groups = delete_groups(stored.body, {key[1]: doc.body for key, doc in found.items()})
+    keep = ("id", "service", "replica", "infrastructure_target", "functional_requirement", "action", "tool")
+    return {
+        "operation": "delete",
+        "stack_instance": stored.name,
+        "feasible": True,
+        "detail": "",
+        "placement": {},
+        "explanation": {},
+        "changes": {"services_added": [], "services_removed": list(stored.body.get("services", {}))},
+        "plan": [
+            {
+                "stage": g["stage"],
+                "steps": [
+                    {k: s[k] for k in keep}
+                    | {"agent": s["agent"], "decision": s["decision"], "reason": s["reason"]}
+                    for s in g["steps"]
+                ],
+            }
+            for g in groups
+        ],
+        "warnings": [],
+    }
 
 
 # --- create and delete (lifecycle.md §4.2, §4.4) --------------------------------------------------------
@@ -438,12 +488,17 @@ class Started:
     revision: int | None = None
 
 
+def wants_rollback(ports: Ports, request: InstanceRequest) -> bool:
+    """``rollback`` of the request, else the ``tasks.rollback`` setting (lifecycle.md §4.5)."""
+    return ports.rollback if request.rollback is None else request.rollback
+
+
 def unique_key(name: str) -> str:
     """The broker key that keeps one active task per instance (lifecycle.md §5.9)."""
     return f"instance:{name}"
 
 
-def _rfc3339(ports: Ports) -> str:
+def rfc3339_now(ports: Ports) -> str:
     return ports.clock.now().isoformat().replace("+00:00", "Z")
 
 
@@ -479,7 +534,7 @@ def _instances_count(params: Mapping[str, Any]) -> int:
     return count
 
 
-def _replica_body(
+def replica_body(
     ctx: Context, planned: Planned, alias: str, index: int, target: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One replica of the new instance (documents.md §9.2) and its parameters of layers 1-9."""
@@ -527,7 +582,7 @@ def _replica_body(
     return replica, params
 
 
-def _step_record(
+def step_record(
     ctx: Context, planned: Planned, step: plans.PlannedStep, replicas: Mapping[str, list[dict[str, Any]]]
 ) -> dict[str, Any]:
     """What the task needs to run one step: the plan entry, resolved invocation and output spec."""
@@ -542,7 +597,7 @@ def _step_record(
     }
 
 
-def _status_entry(step: Mapping[str, Any], task_id: str) -> dict[str, Any]:
+def status_entry(step: Mapping[str, Any], task_id: str) -> dict[str, Any]:
     status, message = "in_progress", ""
     if step["decision"] == "skip":
         status, message = "SKIPPED", str(step["reason"])
@@ -566,7 +621,7 @@ async def _busy(ports: Ports, name: str, exc: errors.Conflict) -> errors.Instanc
     return errors.InstanceBusy(instance=name, task_id=holder, task_kind=item.kind if item else "unknown")
 
 
-async def _start(
+async def start(
     ports: Ports,
     name: str,
     spec: broker_base.ItemSpec,
@@ -602,8 +657,8 @@ async def create(ports: Ports, body: object, *, subject: str, source: Mapping[st
         if await tx.get(doc_type="stack_instance", name=name) is not None:
             raise errors.InstanceExists("Stack instance already exists")
     ctx = await resolve(ports, request)
-    evaluated_at = _rfc3339(ports)
-    planned = await asyncio.to_thread(_plan_sync, ports, ctx, evaluated_at=evaluated_at)
+    evaluated_at = rfc3339_now(ports)
+    planned = await asyncio.to_thread(plan_sync, ports, ctx, evaluated_at=evaluated_at)
     if planned.placed is None:
         raise errors.PlacementFailed(planned.answer["detail"], explanation=planned.answer["explanation"])
     task_id = ulid(ports.clock.now())
@@ -612,11 +667,11 @@ async def create(ports: Ports, body: object, *, subject: str, source: Mapping[st
     for alias in ctx.aliases:
         services[alias] = []
         for index, target in enumerate(planned.placed.targets.get(alias, [])):
-            replica, params = _replica_body(ctx, planned, alias, index, target)
+            replica, params = replica_body(ctx, planned, alias, index, target)
             services[alias].append(replica)
             base_params[f"{alias}/{index}"] = params
     groups: list[dict[str, Any]] = [
-        {"stage": group.stage, "steps": [_step_record(ctx, planned, step, services) for step in group.steps]}
+        {"stage": group.stage, "steps": [step_record(ctx, planned, step, services) for step in group.steps]}
         for group in planned.groups
     ]
     instance = {
@@ -631,18 +686,19 @@ async def create(ports: Ports, body: object, *, subject: str, source: Mapping[st
         "instance_outputs": {},
         "services": services,
         "groups": {},
-        "status": [_status_entry(step, task_id) for group in groups for step in group["steps"]],
+        "status": [status_entry(step, task_id) for group in groups for step in group["steps"]],
         "stages": [stage.model_dump() for stage in planned.stages],
         "deleted": False,
         "tags": dict(request.tags or {}),
         "placement": planned.answer["explanation"],
+        "extra_services": [extra.model_dump() for extra in request.services or []],
     }
     instance = documents.validate(instance, doc_type="stack_instance")
     payload = {
         "stack_instance": name,
         "source": dict(source),
-        "timeout_s": TASK_TIMEOUT_S,
-        "options": {"rollback": bool(request.rollback), "force": False, "force_rerun": False},
+        "timeout_s": ports.task_timeout_s,
+        "options": {"rollback": wants_rollback(ports, request), "force": False, "force_rerun": False},
         "staged": bool(planned.stages),
         "groups": groups,
         "base_params": base_params,
@@ -669,11 +725,11 @@ async def create(ports: Ports, body: object, *, subject: str, source: Mapping[st
         )
         return result.document.revision
 
-    revision = await _start(ports, name, spec, write)
+    revision = await start(ports, name, spec, write)
     return Started(body=planned.answer["placement"], task_id=task_id, revision=revision)
 
 
-def _delete_groups(
+def delete_groups(
     body: Mapping[str, Any], fr_bodies: Mapping[str, Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """The delete plan of a stored instance: groups reversed, FRs reversed, replicas in parallel (§4.4).
@@ -749,13 +805,13 @@ async def delete(ports: Ports, name: str, *, force: bool, subject: str, source: 
         frs = sorted({str(e["functional_requirement"]) for e in stored.body.get("status", [])})
         found = await tx.get_many(keys=[("functional_requirement", fr) for fr in frs])
     fr_bodies = {key[1]: doc.body for key, doc in found.items()}
-    groups = _delete_groups(stored.body, fr_bodies)
+    groups = delete_groups(stored.body, fr_bodies)
     task_id = ulid(ports.clock.now())
     running = {(s["service"], s["replica"], s["functional_requirement"]) for g in groups for s in g["steps"]}
     payload = {
         "stack_instance": name,
         "source": dict(source),
-        "timeout_s": TASK_TIMEOUT_S,
+        "timeout_s": ports.task_timeout_s,
         "options": {"rollback": False, "force": force, "force_rerun": False},
         "staged": bool(stored.body.get("stages")),
         "groups": groups,
@@ -792,7 +848,7 @@ async def delete(ports: Ports, name: str, *, force: bool, subject: str, source: 
         )
         return result.document.revision
 
-    revision = await _start(ports, name, spec, write)
+    revision = await start(ports, name, spec, write)
     return Started(
         body={"result": f"Stack instance {name} is being deleted"}, task_id=task_id, revision=revision
     )

@@ -15,8 +15,6 @@ worker's lease on the task was lost.
 
 import asyncio
 import copy
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +25,7 @@ import structlog
 from stackl import errors
 from stackl.broker.base import Item, ItemSpec
 from stackl.datastore.base import StoredDocument, Transaction
-from stackl.domain import parameters
+from stackl.domain import parameters, steps
 from stackl.domain.clock import rfc3339
 from stackl.domain.ids import ulid
 from stackl.domain.records import ERROR_MESSAGE_MAX_BYTES
@@ -42,27 +40,6 @@ log = structlog.get_logger(__name__)
 POLL_S = 0.2
 CANCEL_CHECK_S = 2.0
 SI = "stack_instance"
-INVOCATION_FIELDS = (
-    "image",
-    "working_directory",
-    "before_command",
-    "command",
-    "playbook_path",
-    "ansible_role",
-    "gather_facts",
-    "serial",
-    "connection",
-    "become",
-    "wait_for_connection",
-    "timeout",
-    "retries",
-    "mock_result",
-    "mock_duration",
-    "mock_outputs",
-    "mock_error",
-    "mock_fail_attempts",
-    "mock_log",
-)
 
 
 class TaskStopped(Exception):
@@ -134,17 +111,6 @@ def refresh_parameters(body: dict[str, Any], base_params: Mapping[str, Mapping[s
             )
 
 
-def input_hash(payload: Mapping[str, Any]) -> str:
-    """SHA-256 of the step's inputs (FR, tool, invocation, parameters, hosts, target); secrets left out."""
-    inputs = {key: payload.get(key) for key in ("functional_requirement", "tool", "invocation", "hosts")}
-    inputs |= {
-        "parameters": payload.get("provisioning_parameters"),
-        "target": payload.get("infrastructure_target"),
-    }
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
 @dataclass
 class _Run:
     ports: Ports
@@ -154,9 +120,14 @@ class _Run:
     groups: list[dict[str, Any]]
     base_params: dict[str, dict[str, Any]]
     force: bool
+    force_rerun: bool
     staged: bool
     deadline: datetime
     timeout_s: float
+    wants_rollback: bool = False
+    revision_before: int | None = None
+    removed: list[list[Any]] = field(default_factory=list)
+    removed_aliases: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     stopped: dict[tuple[str, int], str] = field(default_factory=dict)
     halt: str | None = None
@@ -229,6 +200,7 @@ class _Run:
         def change(body: dict[str, Any]) -> bool:
             before = len(body.get("status", []))
             body["status"] = [e for e in body.get("status", []) if _entry_key(e) != key]
+            (body.get("steps") or {}).pop(str(step["id"]), None)
             return len(body["status"]) != before
 
         await self._update(change)
@@ -315,7 +287,7 @@ class _Run:
         key = step_key(step)
         stored = await self._read()
         entry = _find(stored.body, key)
-        if self.action == "delete" and entry is None:
+        if step["action"] == "delete" and entry is None:
             return True  # deleted by an earlier run of this task
         if (
             entry is not None
@@ -329,6 +301,8 @@ class _Run:
         if step["decision"] == "remove":
             await self._remove(step)
             return True
+        if step["decision"] == "unchanged" and self._unchanged(step, stored.body, entry):
+            return True
         if step.get("invocation") is None:
             await self._mark(step, "FAILED", str(step["reason"]))
             return False
@@ -337,52 +311,42 @@ class _Run:
         except TaskStopped as stop:
             await self._mark(step, "SKIPPED", str(stop))
             return True
-        job_id = await self._own_job(entry)
+        job_id = await self._own_job(entry, str(step["action"]))
         if not job_id:
             job_id = await self._dispatch(step, stored)
         item = await self._wait(step, str(job_id))
         return await self._record(step, item)
 
-    async def _own_job(self, entry: Mapping[str, Any] | None) -> str | None:
+    def _unchanged(
+        self, step: Mapping[str, Any], body: Mapping[str, Any], entry: Mapping[str, Any] | None
+    ) -> bool:
+        """An update step planned ``unchanged``: is it still, now that its predecessors ran (§4.3)?"""
+        if entry is None or entry.get("status") != "READY" or self.force_rerun:
+            return False
+        record = (body.get("steps") or {}).get(str(step["id"])) or {}
+        return (
+            bool(record.get("input_hash")) and record["input_hash"] == self._payload(step, body)["input_hash"]
+        )
+
+    async def _own_job(self, entry: Mapping[str, Any] | None, action: str) -> str | None:
         """The job this task already dispatched for the step (a resumed task waits for it), else None."""
         job_id = entry.get("job_id") if entry else None
         if not job_id:
             return None
         item = await self.ports.broker.get(str(job_id))
-        return str(job_id) if item is not None and item.payload.get("task_id") == self.task_id else None
+        mine = item is not None and item.payload.get("task_id") == self.task_id
+        return str(job_id) if mine and item is not None and item.payload.get("action") == action else None
 
     def _payload(self, step: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
-        alias, index = str(step["service"]), int(step["replica"])
-        replicas = body.get("services", {}).get(alias, [])
-        replica = replicas[index]
-        base = self.base_params.get(f"{alias}/{index}", replica.get("provisioning_parameters", {}))
-        params = parameters.dispatch_params(base, body.get("instance_outputs"), replica.get("outputs"))
-        hosts = (
-            [h for r in replicas for h in r.get("hosts", [])]
-            if step.get("as_group")
-            else replica.get("hosts", [])
+        payload = steps.job_payload(
+            task_id=self.task_id,
+            name=self.name,
+            step=step,
+            body=body,
+            base_params=self.base_params,
+            groups=self.groups,
         )
-        invocation = {k: v for k, v in (step["invocation"] or {}).items() if k in INVOCATION_FIELDS}
-        invocation["outputs"] = dict(step.get("outputs_spec") or {})
-        payload = {
-            "task_id": self.task_id,
-            "action": step["action"],
-            "stack_instance": self.name,
-            "service": alias,
-            "service_document": step.get("service_document") or replica.get("service", ""),
-            "replica": index,
-            "infrastructure_target": step["infrastructure_target"],
-            "cloud_provider": step["cloud_provider"],
-            "agent": step["agent"],
-            "functional_requirement": step["functional_requirement"],
-            "tool": step["tool"],
-            "invocation": invocation,
-            "hosts": list(hosts),
-            "groups": {g: [h.get("host") for h in members] for g, members in body.get("groups", {}).items()},
-            "provisioning_parameters": params,
-            "secrets": dict(replica.get("secrets", {})),
-        }
-        payload["input_hash"] = input_hash(payload)
+        payload["input_hash"] = steps.input_hash(payload, self.ports.hash_key)
         return payload
 
     async def _dispatch(self, step: Mapping[str, Any], stored: StoredDocument) -> str:
@@ -463,9 +427,10 @@ class _Run:
         outputs = result.get("outputs") if ready and isinstance(result.get("outputs"), dict) else {}
         message = "" if ready else self._failure(step, item)
         finished = rfc3339(item.finished_at or self.ports.clock.now())
-        if ready and self.action == "delete":
+        if ready and step["action"] == "delete":
             await self._remove(step)
             return True
+        step_id = str(step["id"])
 
         def change(body: dict[str, Any]) -> bool:
             for entry in body.get("status", []):
@@ -478,6 +443,12 @@ class _Run:
                         task_id=self.task_id,
                         job_id=item.id,
                     )
+                    if ready:
+                        records = body.setdefault("steps", {})
+                        records[step_id] = {
+                            "outputs": dict(outputs or {}),
+                            "input_hash": entry.get("input_hash"),
+                        }
             if outputs:
                 index = None if step.get("as_group") else int(step["replica"])
                 merge_outputs(body, str(step["service"]), index, outputs)
@@ -489,6 +460,114 @@ class _Run:
             "step_finished", task_id=self.task_id, step=step["id"], status="READY" if ready else "FAILED"
         )
         return ready
+
+    # --- the end -------------------------------------------------------------------------------------
+    async def _drop_removed(self) -> None:
+        """After an update: replicas and aliases whose delete steps all succeeded leave ``services``."""
+        removed = [(str(a), int(i)) for a, i in self.removed]
+        if not removed:
+            return
+
+        def change(body: dict[str, Any]) -> bool:
+            services = body.get("services", {})
+            left = {(str(e["service"]), int(e.get("replica") or 0)) for e in body.get("status", [])}
+            changed = False
+            for alias, index in sorted(removed, key=lambda r: -r[1]):
+                replicas = services.get(alias, [])
+                if (alias, index) not in left and index == len(replicas) - 1:
+                    replicas.pop()
+                    changed = True
+                if alias in services and not services[alias] and alias in self.removed_aliases:
+                    del services[alias]
+            return changed
+
+        await self._update(change)
+
+    # --- rollback (lifecycle.md §4.5) ------------------------------------------------------------------
+    async def _set_rollback_marker(self, compensation: list[dict[str, Any]]) -> None:
+        """Mark the instance as rolling back this task, and the compensation steps ``in_progress``."""
+        keys = {step_key(s): s["action"] for g in compensation for s in g["steps"]}
+
+        def change(body: dict[str, Any]) -> bool:
+            body["rolling_back"] = self.task_id
+            for entry in body.get("status", []):
+                action = keys.get(_entry_key(entry))
+                if action is not None:
+                    entry.update(
+                        status="in_progress",
+                        error_message="",
+                        action=action,
+                        task_id=self.task_id,
+                        job_id=None,
+                    )
+            return True
+
+        await self._update(change)
+
+    def _compensation(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Delete steps, in reverse plan order, for every step of this run that created something."""
+        entries = {_entry_key(e): e for e in body.get("status", [])}
+        marked = body.get("rolling_back") == self.task_id
+        out: list[dict[str, Any]] = []
+        for group in reversed(self.groups):
+            chosen = []
+            for step in reversed(group["steps"]):
+                entry = entries.get(step_key(step))
+                if entry is None or entry.get("task_id") != self.task_id or step["action"] != "create":
+                    continue
+                wanted = entry.get("status") == "READY" or (
+                    marked and entry.get("action") == "delete" and entry.get("status") == "in_progress"
+                )
+                if wanted:
+                    chosen.append({**step, "action": "delete", "decision": "run", "reason": "rollback"})
+            if chosen:
+                out.append({"stage": group["stage"], "steps": chosen})
+        return out
+
+    async def rollback(self) -> bool:
+        """Undo what this failed create or update created; True when everything was compensated.
+
+        A create's instance document is removed; an update's ``revision_before`` body is restored as a new
+        revision (its statuses kept for the steps this run did not touch). Steps of existing replicas that an
+        update changed are not re-applied with their old inputs by this release: they are reported.
+        """
+        stored = await self._read()
+        compensation = self._compensation(stored.body)
+        if stored.body.get("rolling_back") != self.task_id:
+            await self._set_rollback_marker(compensation)
+        self.groups, self.failed, self.stopped, self.halt = compensation, [], {}, None
+        self.force = False
+        self.deadline = self.ports.clock.now() + timedelta(seconds=self.timeout_s)  # a new deadline (§5.2)
+        await self.run()
+        if self.failed:
+            return False
+        await self._check_lease()
+        name, task_id, before = self.name, self.task_id, self.revision_before
+
+        async def work(tx: Transaction) -> None:
+            current = await tx.get(doc_type=SI, name=name)
+            if current is None:
+                return
+            if before is None:
+                await tx.delete(doc_type=SI, name=name, subject="worker", task_id=task_id)
+                return
+            old = await tx.revision(doc_type=SI, name=name, revision=int(before))
+            body = copy.deepcopy(old.body if old.body is not None else current.body)
+            body.pop("rolling_back", None)
+            body["steps"] = dict(current.body.get("steps") or {})
+            await tx.put(
+                doc_type=SI,
+                name=name,
+                body=body,
+                subject="worker",
+                action="restore",
+                if_revision=current.revision,
+                references=document_cases.references(body),
+                task_id=task_id,
+            )
+
+        await document_cases.in_transaction(self.ports, work)
+        return True
 
     # --- the end -------------------------------------------------------------------------------------
     async def finish(self) -> None:
@@ -517,13 +596,33 @@ class _Run:
             result["document_removed"] = True
             if self.failed:
                 result["error_message"] += "; resources may remain"
+        if self.action == "update":
+            await self._drop_removed()
+        failed = bool(self.failed) or self.halt == "not run: task timed out"
+        if (
+            failed
+            and self.cancelled_by is None
+            and self.wants_rollback
+            and self.action in ("create", "update")
+        ):
+            try:
+                rolled_back = await self.rollback()
+            except TaskStopped as stop:
+                rolled_back, self.failed = False, [str(stop)]
+            if rolled_back:
+                result["rolled_back"] = True
+                result["document_removed"] = self.revision_before is None
+                result["error_message"] += "; rolled back"
+            else:
+                result["rollback"] = "failed"
+                result["error_message"] += f"; rollback failed: {', '.join(self.failed) or 'unknown'}"
         if self.cancelled_by is not None:
             result["status"] = "cancelled"
             result["error_message"] = f"cancelled by {self.cancelled_by}"
             await self.ports.broker.complete(
                 self.task_id, owner=self.lease.owner, epoch=self.lease.epoch, result=result, state="cancelled"
             )
-        elif self.failed or self.halt == "not run: task timed out":
+        elif failed:
             result["status"] = "failed"
             await self.lease.fail(result["error_message"], result=result)
         else:
@@ -549,13 +648,30 @@ async def run_task(ports: Ports, lease: TaskLease) -> None:
         groups=list(payload.get("groups", [])),
         base_params=dict(payload.get("base_params", {})),
         force=bool(payload.get("options", {}).get("force", False)),
+        force_rerun=bool(payload.get("options", {}).get("force_rerun", False)),
+        wants_rollback=bool(payload.get("options", {}).get("rollback", False)),
+        revision_before=payload.get("revision_before"),
+        removed=list(payload.get("removed", [])),
+        removed_aliases=list(payload.get("removed_aliases", [])),
         staged=bool(payload.get("staged", False)),
         deadline=started + timedelta(seconds=timeout_s),
         timeout_s=timeout_s,
     )
     log.info("task_started", task_id=lease.item.id, kind=lease.item.kind, stack_instance=run.name)
-    await run.run()
+    stored = await run._read() if run.action != "delete" else None
+    if stored is not None and stored.body.get("rolling_back") == lease.item.id:
+        run.failed = ["resumed during rollback"]  # a worker died while compensating: go on compensating
+    else:
+        await run.run()
     await run.finish()
+
+
+async def document_update(ports: Ports, lease: TaskLease) -> None:
+    """A ``disable_invocation`` update: the request wrote the document; the task only ends (§4.3)."""
+    del ports
+    await lease.complete(
+        {"status": "succeeded", "error_message": "", "failed_steps": [], "document_only": True}
+    )
 
 
 async def add_outputs(ports: Ports, body: object, *, subject: str) -> StoredDocument:
@@ -603,6 +719,10 @@ async def add_outputs(ports: Ports, body: object, *, subject: str) -> StoredDocu
                 ],
             )
         merge_outputs(new, alias, index, outputs)
+        posted = new.setdefault("posted_outputs", {})
+        posted["instance"] = {**posted.get("instance", {}), **outputs}
+        replicas_posted = posted.setdefault("replicas", {})
+        replicas_posted[f"{alias}/{index}"] = {**replicas_posted.get(f"{alias}/{index}", {}), **outputs}
         for a, rs in new.get("services", {}).items():
             for i, replica in enumerate(rs):
                 own = replica.get("outputs", {}) if (a, i) == (alias, index) else {}

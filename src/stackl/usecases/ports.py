@@ -27,6 +27,11 @@ class Ports:
     clock: Clock = field(default_factory=SystemClock)
     write_retries: int = 5
     policy_timeout_s: float = DEFAULT_TIMEOUT_S
+    task_timeout_s: float = 7200.0  # tasks.timeout_s: a task's deadline from its start (lifecycle.md §5.4)
+    rollback: bool = (
+        False  # tasks.rollback: roll back failed creates and updates when the request does not say
+    )
+    hash_key: bytes = b""  # the server's secret key: keys the HMAC of secrets in input hashes (§4.3)
     task_max_attempts: int = (
         6  # a task survives this many lost workers minus one (tasks.max_lease_expiries + 1)
     )

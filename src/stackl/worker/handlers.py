@@ -42,7 +42,11 @@ HANDLERS: dict[str, TaskHandler] = {"noop": noop}
 
 def default_handlers() -> dict[str, TaskHandler]:
     """The dispatch table a worker serves: every task kind this STACKL version runs, and its handler."""
-    return {**HANDLERS, **dict.fromkeys(INSTANCE_KINDS, operations.run_task)}
+    return {
+        **HANDLERS,
+        **dict.fromkeys(INSTANCE_KINDS, operations.run_task),
+        "document_update": operations.document_update,
+    }
 
 
 def default_give_up() -> dict[str, GiveUp]:

@@ -17,7 +17,9 @@ def test_extension_fields_table() -> None:
     assert EXTENSION_FIELDS["invocation"] == (
         "command", "working_directory", "timeout", "retries", *invocations.MOCK_FIELDS,
     )  # fmt: skip
-    assert EXTENSION_FIELDS["stack_instance"] == ("tags", "placement", "state", "task")
+    assert EXTENSION_FIELDS["stack_instance"] == (
+        "tags", "placement", "state", "task", "extra_services", "steps", "posted_outputs", "rolling_back",
+    )  # fmt: skip
     assert documents.EXTENSION_FIELDS is EXTENSION_FIELDS
 
 

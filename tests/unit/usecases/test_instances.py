@@ -34,6 +34,11 @@ class ManualClock(Clock):
 
 @pytest.fixture
 def ports() -> Ports:
+    return make_ports()
+
+
+def make_ports() -> Ports:
+    """In-memory ports on a clock that ticks 1 ms per reading."""
     clock = ManualClock()
     return Ports(
         store=InMemoryDocumentStore(clock=clock),

@@ -2,7 +2,7 @@
 
 Reads answer the 0.5 view (secrets masked, no ``state``/``task``/``placement``). A create or delete answers the
 0.5 body with ``Location: /tasks/{id}`` and ``Stackl-Task-Id``; with ``Prefer: respond-async`` it answers 202
-with the task. Updates (PUT) are not served by this release.
+with the task. An update (PUT) answers ``"Stack instance updating"``; ``If-Match`` guards it.
 """
 
 from typing import Annotated, Any
@@ -12,13 +12,13 @@ from fastapi.responses import Response
 
 from stackl import errors
 from stackl.api import bodies
-from stackl.api.deps import PortsDep, SettingsDep, SubjectDep
+from stackl.api.deps import IfMatchDep, PortsDep, SettingsDep, SubjectDep
 from stackl.api.problems import request_id
 from stackl.api.responses import respond
 from stackl.schemas import legacy
 from stackl.usecases import documents as document_cases
 from stackl.usecases import instances as instance_cases
-from stackl.usecases import operations, task_queries
+from stackl.usecases import operations, task_queries, updates
 from stackl.usecases.ports import Ports
 
 router = APIRouter(tags=["stack instances"])
@@ -78,6 +78,22 @@ async def post_stack_instance(
     body = await bodies.read_document(request, limit=settings.server.max_body_bytes)
     started = await instance_cases.create(
         ports, body, subject=subject, source=_source(request, subject, "post_stack_instance")
+    )
+    return await _started(request, ports, started)
+
+
+@router.put("/stack_instances", name="put_stack_instance", openapi_extra=BODY)
+async def put_stack_instance(
+    request: Request, ports: PortsDep, settings: SettingsDep, subject: SubjectDep, if_revision: IfMatchDep
+) -> Response:
+    """Update a stack instance: merge, re-place, and run only the steps whose inputs changed."""
+    body = await bodies.read_document(request, limit=settings.server.max_body_bytes)
+    started = await updates.update(
+        ports,
+        body,
+        subject=subject,
+        source=_source(request, subject, "put_stack_instance"),
+        if_revision=if_revision,
     )
     return await _started(request, ports, started)
 
