@@ -45,16 +45,23 @@ def _progress(item: Item, instance: Mapping[str, Any] | None) -> tuple[dict[str,
         (e["service"], e.get("replica") or 0, e["functional_requirement"]): e
         for e in (instance.get("status", []) if instance else [])
     }
-    counts = dict.fromkeys(("pending", "queued", "running", "ready", "failed", "skipped", "cancelled"), 0)
+    counts = dict.fromkeys(
+        ("pending", "queued", "running", "ready", "unchanged", "failed", "skipped", "cancelled"), 0
+    )
     steps: list[dict[str, Any]] = []
     stage: str | None = None
     for group in item.payload.get("groups", []):
         for step in group.get("steps", []):
             entry = entries.get((step["service"], step["replica"], step["functional_requirement"]))
             if entry is None or entry.get("task_id") != item.id:
-                # A READY delete step removes its entry; otherwise the step has not been touched yet.
-                done = item.kind == "delete" and entry is None
-                state = "ready" if done else ("pending" if not item.final else "skipped")
+                # A READY delete step removes its entry; an unchanged step keeps its READY status of an
+                # earlier task; otherwise the step has not been touched yet.
+                if step.get("action") == "delete" and entry is None:
+                    state = "ready"
+                elif step.get("decision") == "unchanged" and entry is not None and entry["status"] == "READY":
+                    state = "unchanged"
+                else:
+                    state = "pending" if not item.final else "skipped"
             elif entry["status"] == "in_progress":
                 state = "running" if entry.get("job_id") else "pending"
             else:
@@ -94,12 +101,16 @@ async def task_view(
     )
     if instances is None:
         instances = await _instances(ports, [item])
-    progress, steps = _progress(item, instances.get(str(payload.get("stack_instance", ""))))
+    instance = instances.get(str(payload.get("stack_instance", "")))
+    progress, steps = _progress(item, instance)
+    state = _state(item)
+    if state == "running" and instance is not None and instance.get("rolling_back") == item.id:
+        state = "rolling_back"
     view: dict[str, Any] = {
         "id": item.id,
         "kind": item.kind,
         "stack_instance": payload.get("stack_instance"),
-        "state": _state(item),
+        "state": state,
         "created_at": _time(item.created_at),
         "started_at": _time(item.started_at),
         "finished_at": _time(item.finished_at),

@@ -1,13 +1,13 @@
-"""Task routes (api.md §B.3): list the tasks, read one (long-poll with ``?wait=``)."""
+"""Task routes (api.md §B.3): list the tasks, read one (long-poll with ``?wait=``), cancel one."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from stackl.api.deps import PortsDep
+from stackl.api.deps import PortsDep, SubjectDep
 from stackl.api.responses import respond
-from stackl.usecases import task_queries
+from stackl.usecases import task_control, task_queries
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -41,3 +41,9 @@ async def get_task(
     return respond(
         request, await task_queries.get_task(ports, task_id, wait_s=wait, include_steps=include_steps)
     )
+
+
+@router.post("/{task_id}/cancel", status_code=202)
+async def cancel_task(request: Request, ports: PortsDep, subject: SubjectDep, task_id: str) -> Response:
+    """Cancel a task: a queued one at once, a running one within seconds (its jobs are stopped)."""
+    return respond(request, await task_control.cancel(ports, task_id, by=subject), status=202)
