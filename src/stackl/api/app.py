@@ -22,6 +22,7 @@ from stackl.api.legacy import (
 )
 from stackl.api.middleware import RequestContextMiddleware
 from stackl.api.routes import agents, documents, health, instances, policies, tasks
+from stackl.api.ui import pages as ui
 from stackl.config import Settings
 from stackl.usecases.ports import Ports
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, ports: Ports) -> FastAPI:
         tasks,
         policies,
         agents,
+        ui,
     ):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, clock=ports.clock)

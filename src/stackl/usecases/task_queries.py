@@ -178,3 +178,32 @@ async def list_tasks(
     ][:limit]
     instances = await _instances(ports, chosen)
     return [await task_view(ports, item, instances=instances) for item in chosen]
+
+
+async def instance_task(ports: Ports, name: str) -> dict[str, Any] | None:
+    """``{id, kind, state}`` of the active or last task of instance ``name`` (lifecycle.md §4.9), or None.
+
+    The last task is the newest revision written on behalf of a task (``POST /outputs`` writes none).
+    """
+    async with ports.store.transaction(readonly=True) as tx:
+        try:
+            page = await tx.history(doc_type="stack_instance", name=name, limit=50)
+        except errors.DocumentNotFound:
+            return None
+    task_id = next((entry.task_id for entry in page.items if entry.task_id), None)
+    item = await ports.broker.get(task_id) if task_id else None
+    if item is None:
+        return None
+    return {"id": item.id, "kind": item.kind, "state": _state(item)}
+
+
+def instance_state(body: Mapping[str, Any], task: Mapping[str, Any] | None) -> str:
+    """``in_progress`` while a task is active; else ``FAILED`` if a step failed or was not run; else ``READY``."""
+    if task is not None and task["state"] in ("queued", "running", "rolling_back", "cancelling"):
+        return "in_progress"
+    for entry in body.get("status", []):
+        if entry.get("status") == "FAILED" or (
+            entry.get("status") == "SKIPPED" and str(entry.get("error_message", "")).startswith("not run")
+        ):
+            return "FAILED"
+    return "READY"

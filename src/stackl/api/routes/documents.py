@@ -16,6 +16,7 @@ from stackl.api.responses import not_modified, respond
 from stackl.datastore.base import ListQuery, StoredDocument
 from stackl.schemas import documents as views
 from stackl.usecases import documents as document_cases
+from stackl.usecases import task_queries
 from stackl.usecases.ports import Ports
 
 router = APIRouter(prefix="/documents", tags=["documents"])
@@ -47,7 +48,12 @@ async def render(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
     if stored.type == "stack_infrastructure_template":
         capabilities, _ = await document_cases.sit_capabilities(ports, stored.body)
         return views.full_view(stored, capabilities=capabilities)
-    return views.full_view(stored)
+    view = views.full_view(stored)
+    if stored.type == "stack_instance":
+        task = await task_queries.instance_task(ports, stored.name)
+        view["state"] = task_queries.instance_state(stored.body, task)
+        view["task"] = task
+    return view
 
 
 async def _read_one(request: Request, settings: SettingsDep) -> Any:

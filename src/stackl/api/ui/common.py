@@ -1,0 +1,222 @@
+"""What every UI page shares: the Jinja2 environment, the route class, access and CSRF checks, helpers.
+
+Pages are rendered on the server from templates under ``templates/`` with autoescape on for every template, so
+any document name or value is shown as text, never as markup. A little htmx (vendored under ``static/``)
+polls status fragments; every page works without it.
+
+- **Access**: every UI route depends on `ui_access` (added once, on the UI router). Authentication comes in a
+  later issue: its token or session check goes there and nowhere else.
+- **Errors**: `UIRoute` turns a `StacklError` (and a bad query parameter) into an HTML error page with the
+  status the API would give (``problems.status_of``), instead of a problem+json body.
+- **CSRF**: every POST depends on `same_origin`: the browser's ``Origin`` header (else ``Referer``) must name
+  the host the request was sent to. Browsers always send ``Origin`` on a cross-site form POST or fetch and a
+  page cannot forge it, so a form on another site can never make the operator's browser change STACKL. The
+  UI sets no cookies yet; a per-session token can replace the check when sessions come with authentication.
+"""
+
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import jinja2
+import yaml
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
+
+from stackl import errors
+from stackl.api import problems
+from stackl.datastore.agents import LogLine
+from stackl.domain import revisions
+from stackl.usecases.ports import Ports
+
+PREFIX = "/ui"
+FORM_MAX_BYTES = 1024 * 1024
+
+SECURITY_HEADERS = {
+    # Scripts and styles only from /ui/static: an injected <script> would not run even if it got through.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+STATUS_ORDER = ("in_progress", "FAILED", "READY", "SKIPPED")
+
+
+def _when(value: object) -> str:
+    """``2025-05-01T10:15:30.123Z`` → ``2025-05-01 10:15:30`` (UTC); datetimes too; empty for None."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    text = str(value)
+    return text[:19].replace("T", " ") if len(text) >= 19 else text
+
+
+def _yaml(value: object) -> str:
+    if isinstance(value, dict):
+        return revisions.to_yaml(value)
+    text: str = yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text
+
+
+def _scalar(value: object) -> str:
+    """A parameter value on one line: strings as they are, anything else as compact YAML/JSON."""
+    if isinstance(value, str):
+        return value
+    text: str = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def _status_class(value: object) -> str:
+    text = str(value or "").lower()
+    return {
+        "ready": "ok",
+        "succeeded": "ok",
+        "online": "ok",
+        "chosen": "ok",
+        "feasible": "ok",
+        "infeasible": "bad",
+        "empty": "off",
+        "pass": "ok",
+        "failed": "bad",
+        "fail": "bad",
+        "rejected": "bad",
+        "cancelled": "bad",
+        "offline": "off",
+        "never_seen": "off",
+        "skipped": "off",
+        "skip": "off",
+        "spare": "off",
+    }.get(text, "busy")
+
+
+ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("stackl.api.ui", "templates"),
+    autoescape=True,  # every template, whatever its name: user content is always escaped
+    undefined=jinja2.ChainableUndefined,  # a field missing from an old document shows as empty
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters.update(
+    when=_when, yaml=_yaml, scalar=_scalar, status_class=_status_class, u=lambda v: quote(str(v), safe="")
+)
+ENV.globals.update(prefix=PREFIX)
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **ctx: Any,
+) -> HTMLResponse:
+    """A page (or an htmx fragment) rendered from ``template`` with ``context`` and ``ctx``."""
+    values = {**(context or {}), **ctx}
+    html = ENV.get_template(template).render(request=request, path=request.url.path, **values)
+    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def error_page(request: Request, exc: errors.StacklError, *, status: int | None = None) -> HTMLResponse:
+    """The HTML page of an error, with the status the API gives the same error."""
+    code = status or problems.status_of(exc)
+    return render(
+        request,
+        "error.html",
+        status=code,
+        title=problems.TITLES.get(exc.code, "Error"),
+        message=exc.message,
+        items=exc.errors,
+        code=code,
+    )
+
+
+class UIRoute(APIRoute):
+    """An API route whose errors are HTML pages (the API's problem+json handlers stay for the API)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def ui_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except errors.StacklError as exc:
+                return error_page(request, exc)
+            except RequestValidationError as exc:
+                items: list[errors.ErrorItem] = [
+                    {"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
+                    for e in exc.errors()
+                ]
+                return error_page(request, errors.InvalidInput("invalid request", errors=items), status=422)
+
+        return ui_handler
+
+
+async def ui_access(request: Request) -> None:
+    """The one place where UI requests are authenticated and authorized (a later issue adds the check)."""
+    request.state.ui = True
+
+
+def same_origin(request: Request) -> None:
+    """CSRF protection of every UI POST: ``Origin`` (or ``Referer``) must be this server's own origin.
+
+    Raises:
+        Forbidden: the request came from another site, or the browser sent neither header.
+    """
+    source = request.headers.get("origin") or request.headers.get("referer") or ""
+    host = request.headers.get("host", "").lower()
+    if source in ("", "null") or not host or urlsplit(source).netloc.lower() != host:
+        raise errors.Forbidden(
+            "form refused: it was not sent from a page of this server (Origin/Referer check)",
+            reasons=["cross-site request"],
+        )
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A URL-encoded form body (the UI's only kind); the last value of a repeated field wins.
+
+    Raises:
+        PayloadTooLarge, UnsupportedMediaType, Malformed.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise errors.UnsupportedMediaType("UI forms are sent as application/x-www-form-urlencoded")
+    body = await request.body()
+    if len(body) > FORM_MAX_BYTES:
+        raise errors.PayloadTooLarge(f"a form is at most {FORM_MAX_BYTES} bytes")
+    try:
+        fields = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise errors.Malformed("the form does not parse") from exc
+    return {key: values[-1] for key, values in fields.items()}
+
+
+def aggregate_status(entries: Sequence[Mapping[str, Any]]) -> str:
+    """One word for an instance's steps.
+
+    ``in_progress`` if any runs, else ``FAILED`` if any failed, else ``READY`` (skipped steps count as done);
+    ``EMPTY`` when it has no step.
+    """
+    found = {str(e.get("status")) for e in entries}
+    if not found:
+        return "EMPTY"
+    for status in STATUS_ORDER[:2]:
+        if status in found:
+            return status
+    return "READY" if "READY" in found else "SKIPPED"
+
+
+async def job_log(ports: Ports, job_id: str, *, attempt: int | None = None) -> list[LogLine]:
+    """The stored (already masked) log lines of a job, one attempt or all of them.
+
+    Temporary: reads the agent registry port directly until ``usecases/logs.py`` offers step logs.
+    """
+    return await ports.agents.logs(job_id, attempt=attempt)

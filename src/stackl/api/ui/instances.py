@@ -1,0 +1,175 @@
+"""Instance pages: live step statuses, placement explanation, outputs, parameters (secrets masked), tasks, logs.
+
+The live part (aggregate status, the active task's progress, each step's status, outputs and task history) is a
+fragment of its own that htmx polls every two seconds; the page renders it inline first, so the page shows
+everything without JavaScript too.
+"""
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from stackl import errors
+from stackl.api.deps import PortsDep
+from stackl.api.ui.common import UIRoute, aggregate_status, job_log, render
+from stackl.datastore.base import StoredDocument
+from stackl.domain import documents
+from stackl.usecases import documents as document_cases
+from stackl.usecases import task_queries
+from stackl.usecases.ports import Ports
+
+router = APIRouter(prefix="/instances", route_class=UIRoute)
+
+CANDIDATES_SHOWN = 50  # per alias: the explanation of 10,000 targets would not fit a page
+Name = Annotated[str, Path(max_length=200)]
+
+
+async def _instance(ports: Ports, name: str) -> StoredDocument:
+    try:
+        return await document_cases.get(ports, "stack_instance", name)
+    except errors.DocumentNotFound as exc:
+        raise errors.InstanceNotFound(f"Stack instance {name!r} not found") from exc
+
+
+def _steps(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Status entries grouped for the table: alias, then replica, then FR (the stored order within)."""
+    services = body.get("services", {})
+    rows: list[dict[str, Any]] = []
+    for entry in body.get("status", []):
+        alias = str(entry.get("service", ""))
+        replica = int(entry.get("replica") or 0)
+        fr = str(entry.get("functional_requirement", ""))
+        replicas = services.get(alias, [])
+        rows.append(
+            {
+                **entry,
+                "replica": replica,
+                "service_document": replicas[replica].get("service", "") if replica < len(replicas) else "",
+                "log_url": "/ui/instances/"
+                + "/".join(quote(str(p), safe="") for p in (body["name"], "steps", alias, replica, fr))
+                + "/log",
+            }
+        )
+    order = list(services)
+    rows.sort(
+        key=lambda r: (order.index(r["service"]) if r["service"] in order else len(order), r["replica"])
+    )
+    return rows
+
+
+async def _live(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
+    body = documents.mask_secrets(stored.body)
+    tasks = await task_queries.list_tasks(ports, stack_instance=stored.name, limit=20)
+    active = next(
+        (t for t in tasks if t["state"] in ("queued", "running", "rolling_back", "cancelling")), None
+    )
+    replica_outputs = [
+        {"alias": alias, "replica": index, "target": replica.get("infrastructure_target"), "outputs": outputs}
+        for alias, replicas in body.get("services", {}).items()
+        for index, replica in enumerate(replicas)
+        if (outputs := replica.get("outputs"))
+    ]
+    return {
+        "name": stored.name,
+        "revision": stored.revision,
+        "status": aggregate_status(body.get("status", [])),
+        "steps": _steps(body),
+        "tasks": tasks,
+        "active": active,
+        "instance_outputs": body.get("instance_outputs", {}),
+        "replica_outputs": replica_outputs,
+    }
+
+
+def explanation_view(placement: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per alias: chosen targets first, then spare, then rejected; at most CANDIDATES_SHOWN of them."""
+    rank = {"chosen": 0, "spare": 1, "rejected": 2}
+    out = []
+    for alias, service in (placement.get("services") or {}).items():
+        candidates = sorted(
+            (service.get("candidates") or {}).items(),
+            key=lambda item: (rank.get(item[1].get("result"), 3), item[1].get("replica", 0)),
+        )
+        out.append(
+            {
+                "alias": alias,
+                "service": service.get("service", ""),
+                "replicas": service.get("replicas", ""),
+                "targets": service.get("targets", []),
+                "candidates": candidates[:CANDIDATES_SHOWN],
+                "hidden": max(0, len(candidates) - CANDIDATES_SHOWN),
+                "update_impossible": service.get("update_impossible", []),
+            }
+        )
+    return out
+
+
+@router.get("/{name}", name="ui_instance")
+async def instance_page(request: Request, ports: PortsDep, name: Name) -> Response:
+    """Everything about one stack instance."""
+    stored = await _instance(ports, name)
+    body = documents.mask_secrets(stored.body)  # every secrets map of the instance shown as ********
+    replicas = [
+        {"alias": alias, "replica": index, **replica}
+        for alias, items in body.get("services", {}).items()
+        for index, replica in enumerate(items)
+    ]
+    return render(
+        request,
+        "instance.html",
+        doc=stored,
+        body=body,
+        replicas=replicas,
+        explanation=explanation_view(body.get("placement") or {}),
+        placement=body.get("placement") or {},
+        live=await _live(ports, stored),
+    )
+
+
+@router.get("/{name}/live", name="ui_instance_live")
+async def instance_live(request: Request, ports: PortsDep, name: Name) -> Response:
+    """The polled fragment: statuses, outputs and tasks."""
+    stored = await _instance(ports, name)
+    return render(request, "instance_live.html", live=await _live(ports, stored))
+
+
+@router.get("/{name}/steps/{alias}/{replica}/{fr}/log", name="ui_step_log")
+async def step_log(
+    request: Request,
+    ports: PortsDep,
+    name: Name,
+    alias: Annotated[str, Path(max_length=200)],
+    replica: Annotated[int, Path(ge=0)],
+    fr: Annotated[str, Path(max_length=200)],
+    fragment: Annotated[bool, Query(description="only the log (htmx)")] = False,
+) -> Response:
+    """The log of one step's job (every attempt), followed while the step runs."""
+    stored = await _instance(ports, name)
+    entry = next(
+        (
+            e
+            for e in stored.body.get("status", [])
+            if e.get("service") == alias
+            and int(e.get("replica") or 0) == replica
+            and e.get("functional_requirement") == fr
+        ),
+        None,
+    )
+    if entry is None:
+        raise errors.NotFound(f"stack instance {name!r} has no step {alias}/{replica}/{fr}")
+    job_id = entry.get("job_id")
+    lines = await job_log(ports, str(job_id)) if job_id else []
+    attempts: dict[int, list[Any]] = {}
+    for line in lines:
+        attempts.setdefault(line.attempt, []).append(line)
+    ctx = {
+        "name": name,
+        "step": {**entry, "replica": replica},
+        "attempts": sorted(attempts.items()),
+        "running": entry.get("status") == "in_progress",
+        "url": request.url.path,
+    }
+    return render(request, "step_log_live.html" if fragment else "step_log.html", **ctx)
