@@ -21,7 +21,7 @@ from stackl.api.legacy import (
     stack_instances,
 )
 from stackl.api.middleware import RequestContextMiddleware
-from stackl.api.routes import agents, documents, health, instances, policies, tasks
+from stackl.api.routes import agents, documents, health, instances, logs, policies, tasks
 from stackl.api.ui import pages as ui
 from stackl.config import Settings
 from stackl.usecases.ports import Ports
@@ -56,6 +56,7 @@ def create_app(settings: Settings, ports: Ports) -> FastAPI:
         instances,
         stack_instances,
         tasks,
+        logs,
         policies,
         agents,
         ui,

@@ -6,8 +6,8 @@ order. Server errors are reported against the file each document came from. ``--
 reports without writing; ``--diff`` shows each change as a YAML diff. The same change rendering serves
 ``stackl diff -d``.
 
-``apply -c MANIFEST INSTANCE`` creates the stack instance when it does not exist (``cli/instances.py``);
-updating an existing one comes with the update operation.
+``apply -c MANIFEST INSTANCE`` creates the stack instance when it does not exist and otherwise updates it
+with the same values (``cli/instances.py``).
 """
 
 import difflib
@@ -18,7 +18,7 @@ import jsonpatch
 import typer
 
 from stackl import errors
-from stackl.cli import context, exits, files, instances, kinds, output
+from stackl.cli import context, exits, files, instances, kinds, output, progress
 from stackl.client.client import JsonDict, StacklClient
 
 READ_ONLY_FIELDS = ("metadata", "infrastructure_capabilities")
@@ -45,11 +45,24 @@ def apply(
     params: Annotated[
         list[str] | None, typer.Option("-p", "--params", help="With -c: JSON object, repeatable.")
     ] = None,
+    tags: instances.Tags = None,
+    replicas: instances.Replicas = None,
+    secrets: instances.Secrets = None,
+    service_params: instances.ServiceParams = None,
+    service_secrets: instances.ServiceSecrets = None,
+    services: Annotated[
+        str | None, typer.Option("--services", help="With -c: JSON list of extra services {name, service}.")
+    ] = None,
+    rollback: instances.Rollback = False,
+    force_rerun: instances.ForceRerun = False,
     show_progress: instances.ShowProgress = False,
+    wait: progress.Wait = False,
+    timeout: progress.Timeout = None,
+    fail_fast: progress.FailFast = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and report; write nothing.")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show each change as a YAML diff.")] = False,
 ) -> None:
-    """Create or update every document of DIR in one bulk apply, or (-c) create stack instance INSTANCE."""
+    """Create or update every document of DIR in one bulk apply, or (-c) create or update INSTANCE."""
     opts = context.options(ctx)
     with exits.reporting(quiet=opts.quiet):
         if (directory is None) == (manifest is None):
@@ -58,7 +71,21 @@ def apply(
             raise exits.UsageFailure("apply -c MANIFEST needs the INSTANCE name")
     if manifest is not None:
         assert name is not None  # noqa: S101 - checked above
-        instances.apply_instance(ctx, name, manifest, params=params, show_progress=show_progress)
+        overrides: dict[str, Any] = {
+            "params": params,
+            "tags": tags,
+            "replicas": replicas,
+            "secrets": secrets,
+            "service_params": service_params,
+            "service_secrets": service_secrets,
+            "services": services,
+            "rollback": rollback,
+            "force_rerun": force_rerun,
+        }
+        watch = progress.Watch(
+            show=show_progress, wait=wait, timeout_s=timeout, fail_fast=fail_fast, quiet=opts.quiet
+        )
+        instances.apply_instance(ctx, name, manifest, overrides, watch)
         return
     assert directory is not None  # noqa: S101 - checked above
     with exits.reporting(quiet=opts.quiet):

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from stackl.cli import context, instances, kinds
+from stackl.cli import context, instances, kinds, progress
 from stackl.client.client import StacklClient
 
 DELETABLE_TYPES = (*kinds.CONFIGURATION_TYPES, "snapshot", "stack_instance")
@@ -40,11 +40,13 @@ def delete(
         ),
     ] = False,
     show_progress: instances.ShowProgress = False,
+    wait: progress.Wait = False,
+    timeout: progress.Timeout = None,
 ) -> None:
     """Delete a document; a referenced document is kept (exit 5) unless --force is given."""
     doc_type = kinds.resolve(kind, allowed=DELETABLE_TYPES, command="delete")
     if doc_type == "stack_instance":
-        instances.delete(ctx, name, force=force, show_progress=show_progress)
+        instances.delete(ctx, name, force=force, show_progress=show_progress, wait=wait, timeout=timeout)
         return
 
     async def work(client: StacklClient) -> None:

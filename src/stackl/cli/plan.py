@@ -74,7 +74,8 @@ def plan(
     context.run(ctx, work, json_errors=fmt is output.Format.JSON)
 
 
-def _reason(candidate: dict[str, Any]) -> str:
+def candidate_reason(candidate: dict[str, Any]) -> str:
+    """Why a placement candidate got its verdict: the first failing check, else its details or the checks passed."""
     checks = candidate.get("checks") or []
     failed = [c for c in checks if isinstance(c, dict) and c.get("result") == "fail"]
     if failed:
@@ -130,7 +131,7 @@ def show(answer: dict[str, Any], *, all_targets: bool, no_color: bool) -> None:
                 continue
             replica = candidate.get("replica")
             label = f"{result} (replica {replica})" if result == "chosen" and replica is not None else result
-            rows.append([target, label, _reason(candidate)])
+            rows.append([target, label, candidate_reason(candidate)])
         typer.echo(f"\n{alias} ({entry.get('service', '')}): candidates")
         output.print_table(["TARGET", "VERDICT", "REASON"], rows, no_color=no_color)
         if hidden:

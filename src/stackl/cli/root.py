@@ -19,13 +19,16 @@ from stackl.cli import (
     context,
     create,
     delete,
+    describe,
     edit,
     get,
     history,
     info,
     instances,
+    logs,
     plan,
     policy,
+    tasks,
 )
 
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -45,7 +48,7 @@ def register(app: typer.Typer) -> None:
         "diff": history.diff,
         "restore": history.restore,
         "plan": plan.plan,
-        "tasks": instances.tasks,
+        "logs": logs.logs,
     }
     for name, command in commands.items():
         app.command(name, context_settings=HELP_SETTINGS)(command)
@@ -61,6 +64,14 @@ def register(app: typer.Typer) -> None:
     )
     policy_group.command("eval", context_settings=HELP_SETTINGS)(policy.evaluate)
     app.add_typer(policy_group, name="policy", context_settings=HELP_SETTINGS)
+    update_group = typer.Typer(
+        name="update", help="Update stack instances and their outputs.", no_args_is_help=True
+    )
+    update_group.command("instance", context_settings=HELP_SETTINGS)(instances.update_instance)
+    update_group.command("outputs", context_settings=HELP_SETTINGS)(instances.update_outputs)
+    app.add_typer(update_group, name="update", context_settings=HELP_SETTINGS)
+    app.add_typer(describe.app, name="describe", context_settings=HELP_SETTINGS)
+    app.add_typer(tasks.app, name="tasks", context_settings=HELP_SETTINGS)
 
 
 def _print_version(value: bool) -> None:

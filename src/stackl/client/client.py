@@ -264,13 +264,72 @@ class StacklClient:
         params: dict[str, str | int] = {"wait": str(wait_s)} if wait_s else {}
         if steps:
             params["include"] = "steps"
-        return dict(await self._json("GET", f"/tasks/{segment(task_id)}", params=params))
+        return dict(await self._json("GET", f"/tasks/{segment(task_id)}", params=params, wait_s=wait_s))
 
-    async def list_tasks(self, stack_instance: str | None = None) -> list[JsonDict]:
+    async def update_instance(self, body: JsonDict) -> Any:
+        """``PUT /stack_instances``: ``"Stack instance updating"``; the task id is in ``self.last.task_id``."""
+        return await self._json("PUT", "/stack_instances", body=body)
+
+    async def add_outputs(self, body: JsonDict) -> JsonDict:
+        """``POST /outputs``: merge ``{stack_instance, service, infrastructure_target, outputs}``; the SI."""
+        return dict(await self._json("POST", "/outputs", body=body))
+
+    async def list_tasks(
+        self,
+        stack_instance: str | None = None,
+        *,
+        state: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[JsonDict]:
         """``GET /tasks``, newest first."""
-        params = {"stack_instance": stack_instance} if stack_instance else None
-        body = await self._json("GET", "/tasks", params=params)
+        given = (("stack_instance", stack_instance), ("state", state), ("kind", kind), ("limit", limit))
+        params: dict[str, str | int] = {k: v for k, v in given if v}
+        body = await self._json("GET", "/tasks", params=params or None)
         return [dict(item) for item in body.get("items", [])]
+
+    async def cancel_task(self, task_id: str, reason: str | None = None) -> JsonDict:
+        """``POST /tasks/{id}/cancel``: the task (202); 409 when it is already final."""
+        body = {"reason": reason} if reason else {}
+        return dict(await self._json("POST", f"/tasks/{segment(task_id)}/cancel", body=body))
+
+    # --- logs (api.md §B.2, §B.3): pages {items, next_cursor, more, finished} -----------------------------
+    async def task_logs(
+        self, task_id: str, *, cursor: str | None = None, wait_s: float = 0, **filters: str | None
+    ) -> JsonDict:
+        """``GET /tasks/{id}/logs``; filters ``service``, ``functional_requirement``, ``target``."""
+        return await self._log_page(f"/tasks/{segment(task_id)}/logs", cursor, wait_s, filters)
+
+    async def step_log(
+        self,
+        task_id: str,
+        step: str,
+        *,
+        attempt: int | None = None,
+        cursor: str | None = None,
+        wait_s: float = 0,
+    ) -> JsonDict:
+        """``GET /tasks/{id}/steps/{alias}/{replica}/{fr}/log``; ``step`` is ``alias/replica/fr``."""
+        path = "/".join(segment(part) for part in step.split("/"))
+        filters = {"attempt": str(attempt) if attempt else None}
+        return await self._log_page(f"/tasks/{segment(task_id)}/steps/{path}/log", cursor, wait_s, filters)
+
+    async def instance_logs(
+        self, name: str, *, cursor: str | None = None, wait_s: float = 0, **filters: str | None
+    ) -> JsonDict:
+        """``GET /stack_instances/{name}/logs``; filters task, service, functional_requirement, target."""
+        return await self._log_page(f"/stack_instances/{segment(name)}/logs", cursor, wait_s, filters)
+
+    async def _log_page(
+        self, path: str, cursor: str | None, wait_s: float, filters: Mapping[str, str | None]
+    ) -> JsonDict:
+        params: dict[str, str | int] = {k: v for k, v in filters.items() if v}
+        params["limit"] = PAGE_LIMIT
+        if cursor:
+            params["cursor"] = cursor
+        if wait_s:
+            params["wait"] = str(wait_s)
+        return dict(await self._json("GET", path, params=params, wait_s=wait_s))
 
     async def evaluate_policy(self, body: JsonDict) -> JsonDict:
         """``POST /policies/evaluate``: ``{defined, result, package, template_revision, duration_ms}``."""
@@ -303,8 +362,9 @@ class StacklClient:
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        wait_s: float = 0,
     ) -> Any:
-        response = await self._request(method, path, params=params, body=body, headers=headers)
+        response = await self._request(method, path, params=params, body=body, headers=headers, wait_s=wait_s)
         if response.status_code == 204 or not response.content:
             return {}
         try:
@@ -320,7 +380,9 @@ class StacklClient:
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
+        wait_s: float = 0,
     ) -> httpx.Response:
+        """Send one request; a long-poll (``wait_s``) gets that much longer than the request limit."""
         if self._http is None:
             raise RuntimeError("StacklClient is used outside 'async with'")
         content = json.dumps(body).encode() if body is not None else None
@@ -328,7 +390,10 @@ class StacklClient:
             **(headers or {}),
             **({"Content-Type": "application/json"} if content is not None else {}),
         }
-        request = self._http.build_request(method, path, params=params, content=content, headers=all_headers)
+        timeout = httpx.Timeout(self.timeout_s + wait_s) if wait_s else httpx.USE_CLIENT_DEFAULT
+        request = self._http.build_request(
+            method, path, params=params, content=content, headers=all_headers, timeout=timeout
+        )
         self._trace_request(request)
         try:
             response = await self._http.send(request)

@@ -2,9 +2,11 @@
 
 It answers just enough of spec/api.md for the requests the CLI makes: ``/documents`` (bulk apply, list with
 cursor pages, get, replace with ``If-Match``, delete with referrer checks, revisions, diff, restore), the 0.5
-snapshot and policy-template paths, ``/version``, ``/about`` and ``/auth/whoami``, with problem bodies as
-the real server sends them. ``fail_next`` makes the next request answer a given problem, to drive every error
-path. Tests against the real in-process app live next to the API.
+snapshot and policy-template paths, ``/version``, ``/about`` and ``/auth/whoami``, the 0.5 stack-instance
+and ``/outputs`` paths with the task each starts (``/tasks``; ``task_outcome`` decides how tasks end) and the
+log pages of ``/tasks/{id}/logs``, ``…/steps/…/log`` and ``/stack_instances/{name}/logs`` (``log_lines``),
+with problem bodies as the real server sends them. ``fail_next`` makes the next request answer a given
+problem, to drive every error path. Tests against the real in-process app live next to the API.
 """
 
 import difflib
@@ -134,7 +136,21 @@ class FakeServer:
             ("GET", r"/snapshots/(?P<n>[^/]+)", lambda r, n: self._get(r, "snapshot", n, legacy=True)),
             ("DELETE", r"/snapshots/(?P<n>[^/]+)", self._delete_snapshot),
             ("PUT", r"/policy_templates", self._put_policy_template),
+            ("POST", r"/stack_instances", self._create_instance),
+            ("PUT", r"/stack_instances", self._update_instance),
+            ("GET", r"/stack_instances/(?P<n>[^/]+)", self._get_instance),
+            ("DELETE", r"/stack_instances/(?P<n>[^/]+)", self._delete_instance),
+            ("POST", r"/outputs", self._add_outputs),
+            ("GET", r"/tasks", self._list_tasks),
+            ("GET", r"/tasks/(?P<i>[^/]+)", self._get_task),
+            ("POST", r"/tasks/(?P<i>[^/]+)/cancel", self._cancel_task),
+            ("GET", r"/tasks/(?P<i>[^/]+)/logs", self._logs),
+            ("GET", r"/tasks/(?P<i>[^/]+)/steps/(?P<a>[^/]+)/(?P<r>\d+)/(?P<f>[^/]+)/log", self._logs),
+            ("GET", r"/stack_instances/(?P<n>[^/]+)/logs", self._logs),
         ]
+        self.tasks: list[JsonDict] = []  # oldest first
+        self.task_outcome = "succeeded"  # how the next task ends: succeeded, failed or cancelled
+        self.log_lines: list[JsonDict] = []
         self.routes = [(m, re.compile(p), f) for m, p, f in routes]
 
     # --- state ----------------------------------------------------------------------------------------------
@@ -430,3 +446,175 @@ class FakeServer:
         return httpx.Response(
             200, json=doc, headers={"Stackl-Revision": str(revision), "ETag": f'"{revision}"'}
         )
+
+    # --- stack instances, tasks and logs ---------------------------------------------------------------------
+    def start_task(self, kind: str, name: str) -> JsonDict:
+        """A task that is already final (``task_outcome``), with one step per status entry of the instance."""
+        body = self.current("stack_instance", name) or {}
+        failed = self.task_outcome != "succeeded"
+        steps = [
+            {
+                "id": f"{e['service']}/{e.get('replica', 0)}/{e['functional_requirement']}",
+                "state": "failed" if failed else "ready",
+                "status": "FAILED" if failed else "READY",
+                "agent": "bru-agent",
+                "attempt": 1,
+                "started_at": "2025-05-01T10:15:30.000Z",
+                "finished_at": "2025-05-01T10:16:39.000Z",
+                "error_message": "boom\nmore" if failed else "",
+            }
+            for e in body.get("status", [])
+        ]
+        ids = [s["id"] for s in steps]
+        result = {
+            "status": self.task_outcome,
+            "error_message": f"{len(ids)} step(s) failed" if failed else "",
+            "failed_steps": ids if failed else [],
+            "rolled_back": False,
+            "rollback": None,
+        }
+        task = {
+            "id": f"01TASK{len(self.tasks) + 1:020d}",
+            "kind": kind,
+            "stack_instance": name,
+            "state": self.task_outcome,
+            "created_at": TIME,
+            "started_at": "2025-05-01T10:15:30.000Z",
+            "finished_at": "2025-05-01T10:16:40.000Z",
+            "source": {"subject": "local"},
+            "progress": {
+                "stage": None,
+                "ready": 0 if failed else len(ids),
+                "failed": len(ids) if failed else 0,
+            },
+            "result": result,
+            "steps": steps,
+        }
+        self.tasks.append(task)
+        return task
+
+    def _started(self, body: Any, task: JsonDict) -> httpx.Response:
+        headers = {"Stackl-Task-Id": task["id"], "Location": f"/tasks/{task['id']}"}
+        return httpx.Response(200, json=body, headers=headers)
+
+    def _create_instance(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        name = body["stack_instance_name"]
+        if self.current("stack_instance", name) is not None:
+            return problem(422, "already_exists", "Stack instance already exists")
+        replica = {
+            "infrastructure_target": "production.brussels.dmz",
+            "service": "webserver",
+            "agent": "bru-agent",
+        }
+        doc = {
+            "name": name,
+            "type": "stack_instance",
+            "category": "items",
+            "stack_infrastructure_template": body["stack_infrastructure_template"],
+            "stack_application_template": body["stack_application_template"],
+            "instance_params": body.get("params", {}),
+            "services": {"web": [replica]},
+            "status": [
+                {
+                    "service": "web",
+                    "functional_requirement": "vm",
+                    "infrastructure_target": "production.brussels.dmz",
+                    "status": "in_progress",
+                    "error_message": "",
+                }
+            ],
+        }
+        self.write(doc, "create")
+        task = self.start_task("create", name)
+        placement = {"web": {"service": "webserver", "targets": ["production.brussels.dmz"]}}
+        return self._started(placement, task)
+
+    def _update_instance(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        name = body["stack_instance_name"]
+        if self.current("stack_instance", name) is None:
+            return problem(404, "not_found", "Stack instance not found")
+        if any(t["stack_instance"] == name and t["state"] == "running" for t in self.tasks):
+            return problem(409, "instance_busy", "a task is active", task_id="01BUSY", task_kind="update")
+        doc = dict(self.stored("stack_instance", name))
+        doc["instance_params"] = {**doc.get("instance_params", {}), **body.get("params", {})}
+        self.write(doc, "update")
+        return self._started("Stack instance updating", self.start_task("update", name))
+
+    def _get_instance(self, request: httpx.Request, n: str) -> httpx.Response:
+        body = self.current("stack_instance", n)
+        if body is None:
+            return problem(404, "not_found", "Stack instance not found")
+        return httpx.Response(200, json=body)
+
+    def _delete_instance(self, request: httpx.Request, n: str) -> httpx.Response:
+        if self.current("stack_instance", n) is None:
+            result = f"Stack instance {n} can't be deleted because it does not exist"
+            return httpx.Response(200, json={"result": result})
+        task = self.start_task("delete", n)
+        self.revisions[("stack_instance", n)].append(None)
+        return self._started({"result": f"Stack instance {n} is being deleted"}, task)
+
+    def _add_outputs(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        doc = self.current("stack_instance", body["stack_instance"])
+        if doc is None:
+            return problem(404, "not_found", "Stack instance not found")
+        if body["service"] not in doc.get("services", {}):
+            return problem(422, "validation", f"stack instance has no service {body['service']!r}")
+        doc = {**doc, "instance_outputs": {**doc.get("instance_outputs", {}), **body["outputs"]}}
+        self.write(doc, "outputs")
+        return httpx.Response(200, json=doc)
+
+    def _list_tasks(self, request: httpx.Request) -> httpx.Response:
+        name = request.url.params.get("stack_instance")
+        limit = int(request.url.params.get("limit", "100"))
+        found = [t for t in reversed(self.tasks) if name is None or t["stack_instance"] == name][:limit]
+        return httpx.Response(
+            200, json={"items": [{k: v for k, v in t.items() if k != "steps"} for t in found]}
+        )
+
+    def _task(self, i: str) -> JsonDict | None:
+        return next((t for t in self.tasks if t["id"] == i), None)
+
+    def _get_task(self, request: httpx.Request, i: str) -> httpx.Response:
+        task = self._task(i)
+        if task is None:
+            return problem(404, "not_found", f"task {i} not found")
+        steps = "steps" in request.url.params.get("include", "")
+        return httpx.Response(200, json={k: v for k, v in task.items() if k != "steps" or steps})
+
+    def _cancel_task(self, request: httpx.Request, i: str) -> httpx.Response:
+        task = self._task(i)
+        if task is None:
+            return problem(404, "not_found", f"task {i} not found")
+        if task["state"] in ("succeeded", "failed", "cancelled"):
+            return problem(409, "conflict", f"task {i} is already {task['state']}")
+        task["state"] = "cancelling"
+        return httpx.Response(202, json=task)
+
+    def _logs(self, request: httpx.Request, **path: str) -> httpx.Response:
+        """Pages of ``log_lines`` (the cursor is an index), filtered like the server."""
+        if "i" in path and self._task(path["i"]) is None:
+            return problem(404, "not_found", f"task {path['i']} not found")
+        known = any(t["stack_instance"] == path.get("n") for t in self.tasks)
+        if "n" in path and not known and self.current("stack_instance", path["n"]) is None:
+            return problem(404, "not_found", f"stack instance {path['n']} not found")
+        params = request.url.params
+        wanted = {
+            "task_id": path.get("i") or params.get("task"),
+            "service": path.get("a") or params.get("service"),
+            "functional_requirement": path.get("f") or params.get("functional_requirement"),
+            "infrastructure_target": params.get("target"),
+        }
+        lines = [
+            line for line in self.log_lines if all(v is None or line.get(k) == v for k, v in wanted.items())
+        ]
+        start = int(params.get("cursor") or 0)
+        size = min(int(params.get("limit", "100")), self.page_size)
+        page = lines[start : start + size]
+        end = start + len(page)
+        finished = all(t["state"] in ("succeeded", "failed", "cancelled") for t in self.tasks)
+        body = {"items": page, "next_cursor": str(end), "more": end < len(lines), "finished": finished}
+        return httpx.Response(200, json=body)
