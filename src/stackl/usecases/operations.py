@@ -38,6 +38,7 @@ from stackl.usecases.tasks import TaskLease
 log = structlog.get_logger(__name__)
 
 POLL_S = 0.2
+FIRST_POLL_S = 0.005
 CANCEL_CHECK_S = 2.0
 SI = "stack_instance"
 
@@ -385,6 +386,12 @@ class _Run:
         return job_id
 
     async def _wait(self, step: Mapping[str, Any], job_id: str) -> Item:
+        """Wait until the job ends.
+
+        Polled every few ms at first (mock and short jobs end fast), backing off to ``POLL_S`` so that long
+        jobs cost the database little.
+        """
+        delay = FIRST_POLL_S
         while True:
             item = await self.ports.broker.get(job_id)
             if item is None:
@@ -404,7 +411,8 @@ class _Run:
                     await asyncio.sleep(POLL_S)
                 assert item is not None  # noqa: S101 - it existed a moment ago
                 return item
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, POLL_S)
 
     def _failure(self, step: Mapping[str, Any], item: Item) -> str:
         if self.halt == "not run: task timed out":

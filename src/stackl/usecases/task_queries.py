@@ -148,8 +148,10 @@ async def get_task(
     first = await task_view(ports, item, include_steps=include_steps)
     if wait_s <= 0 or item.final:
         return first
+    delay = 0.01
     while time.monotonic() < end:
-        await asyncio.sleep(POLL_S)
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, POLL_S)
         current = await ports.broker.get(task_id)
         if current is None:
             break
