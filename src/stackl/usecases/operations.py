@@ -604,7 +604,7 @@ class _Run:
             result["document_removed"] = True
             if self.failed:
                 result["error_message"] += "; resources may remain"
-        if self.action == "update":
+        if self.action in ("update", "restore"):
             await self._drop_removed()
         failed = bool(self.failed) or self.halt == "not run: task timed out"
         if (

@@ -121,8 +121,18 @@ def _decide(
     return "unchanged", "inputs unchanged"
 
 
-async def prepare(ports: Ports, request: InstanceRequest, stored: StoredDocument) -> Prepared:
+async def prepare(
+    ports: Ports,
+    request: InstanceRequest,
+    stored: StoredDocument,
+    *,
+    desired: Mapping[str, Any] | None = None,
+) -> Prepared:
     """Everything an update does before it writes: merge, place, plan, diff.
+
+    ``desired`` (a restore): the body of an earlier revision or snapshot, whose desired state (templates,
+    parameters, secrets, services with replicas and targets, stages, tags) replaces the current one; the
+    current statuses, outputs and step records are kept and diffed against it (lifecycle.md §4.8).
 
     Raises:
         InvalidDocument, MissingReferences, PolicyError: as a create. PlacementFailed: no valid placement, or
@@ -131,24 +141,22 @@ async def prepare(ports: Ports, request: InstanceRequest, stored: StoredDocument
     """
     name = request.stack_instance_name
     old = stored.body
-    sat_name = request.stack_application_template or old["stack_application_template"]
+    source = desired if desired is not None else old
+    sat_name = request.stack_application_template or source["stack_application_template"]
     async with ports.store.transaction(readonly=True) as tx:
         sat = await tx.get(doc_type="stack_application_template", name=sat_name)
-    merged = merged_request(old, request, _sat_aliases(sat))
+    merged = merged_request(source, request, _sat_aliases(sat))
     ctx = await base.resolve(ports, merged)
     old_services: dict[str, list[dict[str, Any]]] = old.get("services", {})
-    existing = {
-        a: [str(r["infrastructure_target"]) for r in old_services[a]]
-        for a in ctx.aliases
-        if a in old_services
-    }
+    pinned: dict[str, list[dict[str, Any]]] = source.get("services", {})
+    existing = {a: [str(r["infrastructure_target"]) for r in pinned[a]] for a in ctx.aliases if a in pinned}
     stages = list(merged.stages) or [Stage.model_validate(s) for s in ctx.sat.body.get("stages", [])]
     evaluated_at = base.rfc3339_now(ports)
     planned = await asyncio.to_thread(
         base.plan_sync, ports, ctx, evaluated_at=evaluated_at, existing=existing, stages=stages
     )
     answer = planned.answer
-    answer["operation"] = "update"
+    answer["operation"] = "update" if desired is None else "restore"
     removed_aliases = [a for a in old_services if a not in ctx.aliases]
     replica_changes = {
         a: {"from": len(old_services.get(a, [])), "to": merged.replicas.get(a, 1)}
@@ -389,3 +397,77 @@ async def plan_update(ports: Ports, body: object) -> dict[str, Any]:
     if stored is None:
         raise errors.InstanceNotFound(f"Stack instance {request.stack_instance_name} not found")
     return (await prepare(ports, request, stored)).answer
+
+
+RESTORING = "stack instance restored, restoring in progress"
+
+
+async def restore(
+    ports: Ports,
+    name: str,
+    desired: Mapping[str, Any],
+    *,
+    subject: str,
+    source: Mapping[str, Any],
+    restored_from: int | None,
+) -> base.Started:
+    """Restore a stack instance to an earlier revision or snapshot body, and converge to it (§4.8).
+
+    The desired state is written as a new revision (``action: restore``) with a ``restore`` task that deletes
+    the steps not in it and runs the others unless unchanged.
+
+    Raises:
+        InstanceNotFound: the instance does not exist now. PlacementFailed: a restored target is no longer
+        valid (or a SIT policy objects). InstanceBusy, and everything ``prepare`` raises.
+    """
+    async with ports.store.transaction(readonly=True) as tx:
+        stored = await tx.get(doc_type=SI, name=name)
+    if stored is None:
+        raise errors.InstanceNotFound(f"Stack instance {name} not found")
+    request = InstanceRequest(stack_instance_name=name)
+    prepared = await prepare(ports, request, stored, desired=desired)
+    if not prepared.body:
+        raise errors.PlacementFailed(prepared.answer["detail"], explanation=prepared.answer["explanation"])
+    new = documents.validate(prepared.body, doc_type=SI)
+    payload = {**prepared.payload, "source": dict(source)}
+    task_id = str(payload["task_id"])
+    spec = broker_base.ItemSpec(
+        max_attempts=ports.task_max_attempts,
+        queue=TASKS_QUEUE,
+        kind="restore",
+        payload=payload,
+        unique_key=base.unique_key(name),
+        id=task_id,
+    )
+
+    async def write(tx: Transaction) -> int:
+        result = await tx.put(
+            doc_type=SI,
+            name=name,
+            body=new,
+            subject=subject,
+            action="restore",
+            if_revision=stored.revision,
+            references=document_cases.references(new),
+            task_id=task_id,
+            restored_from=restored_from,
+        )
+        return result.document.revision
+
+    revision = await base.start(ports, name, spec, write)
+    return base.Started(body={"result": RESTORING}, task_id=task_id, revision=revision)
+
+
+async def restore_revision(
+    ports: Ports, name: str, revision: int, *, subject: str, source: Mapping[str, Any]
+) -> base.Started:
+    """``POST /documents/stack_instance/{name}/restore``: converge to revision ``revision``.
+
+    Raises:
+        DocumentNotFound, RevisionNotFound: no such revision (or a deletion). And as ``restore``.
+    """
+    async with ports.store.transaction(readonly=True) as tx:
+        entry = await tx.revision(doc_type=SI, name=name, revision=revision)
+    if entry.body is None:
+        raise errors.RevisionNotFound(SI, name, revision)
+    return await restore(ports, name, entry.body, subject=subject, source=source, restored_from=revision)

@@ -1,9 +1,9 @@
 """Task kind → use case: the only dispatch table of the worker (spec/lifecycle.md §5.1).
 
 ``default_handlers()`` builds the table a worker process serves. The stack-instance kinds (``create``,
-``update``, ``delete``) all go to ``stackl.usecases.operations.run_task``, which reads the operation from the
-task itself. ``default_give_up()`` names, per kind, what to record when the worker fails a task itself
-(handler crash, worker lost too many times), so that no instance stays ``in_progress`` forever. ``noop`` is
+``update``, ``delete``, ``restore``) all go to ``stackl.usecases.operations.run_task``, which reads the
+operation from the task itself. ``default_give_up()`` names, per kind, what to record when the worker fails a
+task itself (handler crash, worker lost too many times), so that no instance stays ``in_progress`` forever. ``noop`` is
 always there: see its docstring.
 """
 
@@ -17,7 +17,7 @@ from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TaskHandler, TaskLease
 
 GiveUp = Callable[[Ports, Item, str], Awaitable[None]]
-INSTANCE_KINDS = ("create", "update", "delete")
+INSTANCE_KINDS = ("create", "update", "delete", "restore")
 MAX_NOOP_SLEEP_S = 3600.0
 
 

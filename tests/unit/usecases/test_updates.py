@@ -237,3 +237,30 @@ async def test_plan_of_an_update_and_a_delete(ports: Ports) -> None:
     assert stored is not None
     assert before is not None
     assert stored.revision == before.revision  # plans write nothing
+
+
+@pytest.mark.asyncio
+async def test_restoring_a_revision_converges_to_it(ports: Ports) -> None:
+    await deployed(ports, zones("zone-b"), replicas={"web": 2})
+    async with ports.store.transaction(readonly=True) as tx:
+        two = await tx.get(doc_type="stack_instance", name="shop-prod")
+    assert two is not None
+    await update(ports, replicas={"web": 1}, params={"owner": "team-b"})
+    started = await updates.restore_revision(ports, "shop-prod", two.revision, subject="bob", source=SOURCE)
+    assert started.body == {"result": updates.RESTORING}
+    seen: list[Item] = []
+    task = await run_with_agent(ports, outputs=OUTPUTS, seen=seen)
+    assert task.kind == "restore"
+    assert task.state == "succeeded", task.result
+    assert sorted((i.payload["service"], i.payload["replica"], i.payload["action"]) for i in seen) == [
+        ("db", 0, "update"),  # owner is back to team-a: db's inputs changed
+        ("web", 0, "update"),
+        ("web", 1, "create"),
+    ]
+    body = await instance(ports)
+    assert body is not None
+    assert body["instance_params"] == {"owner": "team-a"}
+    assert [r["infrastructure_target"] for r in body["services"]["web"]] == [
+        "production.brussels.dmz",
+        "production.brussels.zone-b",
+    ]

@@ -14,6 +14,7 @@ def test_instance_kinds_go_to_the_operations_use_case() -> None:
         "create": operations.run_task,
         "update": operations.run_task,
         "delete": operations.run_task,
+        "restore": operations.run_task,
         "document_update": operations.document_update,
     }
     assert handlers.default_give_up() == dict.fromkeys(handlers.INSTANCE_KINDS, operations.give_up)

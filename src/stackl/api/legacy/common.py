@@ -193,6 +193,6 @@ def document_router(group: Group) -> APIRouter:
     return router
 
 
-def respond_result(text: str) -> Response:
+def respond_result(text: str, *, headers: dict[str, str] | None = None) -> Response:
     """The 0.5 ``{"result": "..."}`` body of deletes and restores."""
-    return JSONResponse({"result": text})
+    return JSONResponse({"result": text}, headers=headers)

@@ -13,8 +13,12 @@ from stackl.api import bodies
 from stackl.api.deps import PortsDep, SettingsDep, SubjectDep
 from stackl.api.legacy.common import respond_result
 from stackl.api.responses import respond
+from stackl.datastore.base import StoredDocument
 from stackl.schemas import legacy
+from stackl.usecases import documents as document_cases
 from stackl.usecases import snapshots as snapshot_cases
+from stackl.usecases import updates
+from stackl.usecases.ports import Ports
 
 router = APIRouter(prefix="/snapshots", tags=["snapshots"])
 
@@ -40,9 +44,33 @@ CREATE_BODY: dict[str, Any] = {
 
 @router.post("/restore/{name}")
 async def restore_snapshot(ports: PortsDep, subject: SubjectDep, name: str) -> Response:
-    """Write the snapshot's copy back as a new revision of its source document."""
+    """Write the snapshot's copy back as a new revision of its source document.
+
+    A stack instance's snapshot starts a ``restore`` task converging the infrastructure to it.
+    """
+    snap = await _instance_snapshot(ports, name)
+    if snap is not None:
+        started = await updates.restore(
+            ports,
+            str(snap.body["source"]["name"]),
+            snap.body["snapshot"],
+            subject=subject,
+            source={"subject": subject, "via": "restore"},
+            restored_from=snap.body["source"].get("revision"),
+        )
+        headers = {"Location": f"/tasks/{started.task_id}", "Stackl-Task-Id": str(started.task_id)}
+        return respond_result(updates.RESTORING, headers=headers)
     snap, _ = await snapshot_cases.restore(ports, name, subject=subject)
     return respond_result(f"snapshot {snap.name} restored")
+
+
+async def _instance_snapshot(ports: Ports, name: str) -> StoredDocument | None:
+    """The snapshot ``name`` when it copies a stack instance (whose restore is a task), else None."""
+    try:
+        snap = await document_cases.get(ports, "snapshot", name)
+    except errors.DocumentNotFound:
+        return None
+    return snap if snap.body.get("source", {}).get("type") == "stack_instance" else None
 
 
 @router.post("/restore/{type_name}/{name}")
@@ -51,6 +79,17 @@ async def restore_latest_snapshot(
 ) -> Response:
     """Restore the newest snapshot of a document; answers with that snapshot."""
     latest = await snapshot_cases.latest_of(ports, type_name, name)
+    if type_name == "stack_instance":
+        started = await updates.restore(
+            ports,
+            name,
+            latest.body["snapshot"],
+            subject=subject,
+            source={"subject": subject, "via": "restore"},
+            restored_from=latest.body["source"].get("revision"),
+        )
+        headers = {"Location": f"/tasks/{started.task_id}", "Stackl-Task-Id": str(started.task_id)}
+        return respond(request, legacy.to_legacy(latest.body), revision=latest.revision, headers=headers)
     snap, _ = await snapshot_cases.restore(ports, latest.name, subject=subject)
     return respond(request, legacy.to_legacy(snap.body), revision=snap.revision)
 

@@ -16,7 +16,7 @@ from stackl.api.responses import not_modified, respond
 from stackl.datastore.base import ListQuery, StoredDocument
 from stackl.schemas import documents as views
 from stackl.usecases import documents as document_cases
-from stackl.usecases import task_queries
+from stackl.usecases import task_queries, updates
 from stackl.usecases.ports import Ports
 
 router = APIRouter(prefix="/documents", tags=["documents"])
@@ -317,6 +317,13 @@ async def restore_document(
         raise errors.InvalidDocument(
             errors=[{"loc": ["body", "revision"], "msg": "must be a revision number", "type": "int"}]
         )
+    if type == "stack_instance":  # a restore that converges the infrastructure: a task (lifecycle.md §4.8)
+        started = await updates.restore_revision(
+            ports, name, revision, subject=subject, source={"subject": subject, "via": "restore"}
+        )
+        headers = {"Location": f"/tasks/{started.task_id}", "Stackl-Task-Id": str(started.task_id)}
+        restored = await document_cases.get(ports, type, name)
+        return respond(request, await render(ports, restored), revision=restored.revision, headers=headers)
     written = await document_cases.restore(
         ports, type, name, revision, subject=subject, if_revision=if_revision
     )
