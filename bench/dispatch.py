@@ -18,8 +18,8 @@ For each database (SQLite file; PostgreSQL when PG* variables point at a server)
 
 import argparse
 import asyncio
+import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,7 +31,15 @@ import httpx
 import sqlalchemy as sa
 
 from bench.harness import header, percentile, table
-from bench.servers import clean_env, databases, postgres_database, start_server, stop
+from bench.servers import (
+    PROFILE_ENV,
+    clean_env,
+    databases,
+    postgres_database,
+    stackl_command,
+    start_server,
+    stop,
+)
 from stackl.broker.base import ItemSpec
 from stackl.broker.sql import SqlBroker
 from stackl.datastore import schema
@@ -65,7 +73,7 @@ def job_payload(i: int) -> dict[str, object]:
 
 
 def start_agent(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "stackl", "agent", "--name", AGENT, "--server", url, "--executor", "mock"]
+    args = stackl_command("agent", "agent", "--name", AGENT, "--server", url, "--executor", "mock")
     args += ["--max-jobs", str(MAX_JOBS), "--data-dir", str(data_dir), "--log-level", "warning"]
     proc = subprocess.Popen(args, env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -79,7 +87,7 @@ def start_agent(url: str, data_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def start_worker(database: list[str]) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "stackl", "worker", "--concurrency", str(CONCURRENCY), *database]
+    args = stackl_command("worker", "worker", "--concurrency", str(CONCURRENCY), *database)
     args += ["--log-level", "warning"]
     return subprocess.Popen(args, env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -188,7 +196,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--paced", type=int, default=200, help="jobs of the paced latency run")
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--postgresql-only", action="store_true")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="run the server, agent and worker under cProfile; files in DIR"
+    )
     args = parser.parse_args()
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())
     if args.quick:
         args.jobs, args.tasks, args.paced = 60, 60, 20
     header(
@@ -196,6 +211,8 @@ def main() -> None:
         f"{args.tasks} noop tasks through 1 worker (concurrency {CONCURRENCY})"
     )
     for label in databases(sqlite_only=args.sqlite_only):
+        if args.postgresql_only and label != "postgresql":
+            continue
         with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
             data_dir = Path(tmp) / "data"
             database_url = f"sqlite+aiosqlite:///{data_dir / 'stackl.db'}"

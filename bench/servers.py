@@ -25,6 +25,18 @@ def free_port() -> int:
         return port
 
 
+PROFILE_ENV = "STACKL_BENCH_PROFILE"  # a directory: every STACKL process runs under cProfile, one file each
+
+
+def stackl_command(role: str, *args: str) -> list[str]:
+    """The command line of ``stackl <args>``, under cProfile (``<dir>/<role>-<pid>.prof``) when profiling."""
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if not profile_dir:
+        return [sys.executable, "-m", "stackl", *args]
+    out = Path(profile_dir) / f"{role}-{uuid.uuid4().hex[:6]}.prof"
+    return [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "stackl", *args]
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without the developer's STACKL_ settings, plus ``extra``."""
     return {k: v for k, v in os.environ.items() if not k.startswith("STACKL_")} | extra
@@ -35,7 +47,7 @@ def start_server(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `stackl server` and wait until it is ready; return the process and its URL."""
     port = free_port()
-    args = [sys.executable, "-m", "stackl", "server", "--port", str(port), "--data-dir", str(data_dir)]
+    args = stackl_command("server", "server", "--port", str(port), "--data-dir", str(data_dir))
     args += ["--log-level", "warning", *(["--database-url", database_url] if database_url else [])]
     proc = subprocess.Popen(
         args, env=dict(env or clean_env()), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

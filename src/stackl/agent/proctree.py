@@ -4,6 +4,9 @@ A step runs in its own session, so signalling its process group reaches every or
 start children in sessions of their own (ansible-runner runs ansible-playbook under a pseudo-terminal), which
 the group signal misses: the descendants found through parent links in `/proc`, and their process groups, are
 signalled too. The agent's own process group is never signalled.
+
+Reading `/proc` means one file per process on the machine: every scan runs in a worker thread, so a busy
+host never stalls the agent's event loop (heartbeats, other jobs) while a tree is being stopped.
 """
 
 import asyncio
@@ -69,6 +72,19 @@ def _signal(pids: set[int], pgids: set[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
+def _alive(pids: set[int], pgids: set[int]) -> set[int]:
+    """The living processes among ``pids`` and in the groups ``pgids`` (one `/proc` scan)."""
+    return {p for p in pids if (stat := _stat(p)) is not None and stat[0] != "Z"} | group_members(pgids)
+
+
+def _tree(pid: int) -> tuple[set[int], set[int]]:
+    """``pid`` and its descendants, and their process groups (the agent's own excluded)."""
+    pids = {pid} | descendants(pid)
+    pgids = {pid} | {stat[2] for p in pids if (stat := _stat(p)) is not None}
+    pgids.discard(os.getpgrp())
+    return pids, pgids
+
+
 async def stop(pid: int, *, grace_s: float, wait: Callable[[], Awaitable[int]]) -> None:
     """Stop the tree of `pid`, the leader of its own process group.
 
@@ -77,21 +93,16 @@ async def stop(pid: int, *, grace_s: float, wait: Callable[[], Awaitable[int]]) 
         grace_s: time between SIGTERM and SIGKILL; 0 kills at once.
         wait: awaits the exit of `pid` (reaps it).
     """
-    pids = {pid} | descendants(pid)
-    pgids = {pid} | {stat[2] for p in pids if (stat := _stat(p)) is not None}
-    pgids.discard(os.getpgrp())
+    pids, pgids = await asyncio.to_thread(_tree, pid)
     if grace_s > 0:
         _signal(pids, pgids, signal.SIGTERM)
         until = time.monotonic() + grace_s
         while time.monotonic() < until:
-            pids |= descendants(pid)
-            alive = {p for p in pids if (stat := _stat(p)) is not None and stat[0] != "Z"} | group_members(
-                pgids
-            )
-            if not alive:
+            pids |= await asyncio.to_thread(descendants, pid)
+            if not await asyncio.to_thread(_alive, pids, pgids):
                 break
             await asyncio.sleep(POLL_S)
-    pids |= descendants(pid)
+    pids |= await asyncio.to_thread(descendants, pid)
     _signal(pids, pgids, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, TimeoutError):
         await asyncio.wait_for(wait(), timeout=max(grace_s, 5.0))
@@ -101,7 +112,7 @@ async def stop(pid: int, *, grace_s: float, wait: Callable[[], Awaitable[int]]) 
     until = time.monotonic() + KILL_WAIT_S
     quiet_since = time.monotonic()
     while time.monotonic() < until:
-        alive = {p for p in pids if (stat := _stat(p)) is not None and stat[0] != "Z"} | group_members(pgids)
+        alive = await asyncio.to_thread(_alive, pids, pgids)
         if alive:
             quiet_since = time.monotonic()
             _signal(alive, pgids, signal.SIGKILL)

@@ -8,8 +8,10 @@ long-poll (never asking for more than the free slots) and one task per job.
 Safety rules, and why:
 
 - **Self-fencing.** No heartbeat acknowledged for 45 s (measured from the send time of the last one that
-  was) → every running job is stopped and given back as started. The server expires a lease after 60 s, so
-  by then the job runs nowhere and its next attempt cannot overlap this one (lifecycle.md §5.6).
+  was) → every running job is stopped and given back as started. The check runs on its own 1 s timer, so a
+  heartbeat call hanging on a dead connection cannot delay it; a fenced job gets 10 s to stop, then its run
+  is cancelled (the executor kills what is left at once). The server expires a lease after 60 s, so by then
+  the job runs nowhere and its next attempt cannot overlap this one (lifecycle.md §5.6).
 - **Results survive crashes.** A result is written to ``<data-dir>/results/<job_id>-<attempt>.json``
   before it is sent and removed once the server answered 200 or 409; a restarted agent re-sends what is
   left *before* registering, while the dead instance still holds the lease.
@@ -45,6 +47,9 @@ from stackl.domain.ids import ulid
 log = structlog.get_logger(__name__)
 
 PROTOCOL = 1
+FENCE_CHECK_S = 1.0  # how often the self-fencing rule is checked
+FENCE_GRACE_S = 10.0  # a fenced job's time to stop before its run is cancelled (agents.md §1.3)
+BATCHED_FEATURES = frozenset({"start_with_events", "result_with_events"})
 
 
 @dataclass
@@ -66,6 +71,7 @@ class _Running:
     give_back: bool = False  # shutdown or self-fencing: release as started instead of reporting
     cancel_reason: str = ""
     lost: bool = False  # mock `lost`: left out of heartbeats, never reported
+    run: "asyncio.Future[Result] | None" = None  # the executor's run, cancelled when a fenced job overstays
 
 
 class AgentRunner:
@@ -99,6 +105,7 @@ class AgentRunner:
         self._stopping = False
         self._last_ack = time.monotonic()
         self._force = asyncio.Event()  # set: calls stop retrying (a forced stop, or the server going away)
+        self._features: frozenset[str] = frozenset()  # optional protocol additions the server accepts
         self.registered = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------------------
@@ -116,6 +123,7 @@ class AgentRunner:
         self._last_ack = time.monotonic()
         async with asyncio.TaskGroup() as group:
             heartbeats = group.create_task(self._heartbeat_loop())
+            fencing = group.create_task(self._fence_loop())
             jobs: set[asyncio.Task[None]] = set()
             claims = group.create_task(self._claim_loop(stop, group, jobs))
             await stop.wait()
@@ -123,6 +131,7 @@ class AgentRunner:
             await claims
             await self._drain(jobs, force)
             heartbeats.cancel()
+            fencing.cancel()
         await self._deregister()
         log.info("agent_stopped", agent=self.name, instance_id=self.instance_id)
 
@@ -153,6 +162,8 @@ class AgentRunner:
         if isinstance(answer, dict):
             self.timing.heartbeat_interval_s = float(answer.get("heartbeat_interval_s", 10))
             self.timing.fence_after_s = float(answer.get("fence_after_s", 45))
+            features = answer.get("features")
+            self._features = frozenset(map(str, features)) if isinstance(features, list) else frozenset()
         self.registered.set()
         log.info(
             "agent_registered", agent=self.name, instance_id=self.instance_id, previous=self._previous_id
@@ -230,6 +241,11 @@ class AgentRunner:
                 state.abandoned = True
                 state.cancel.set()
 
+    async def _fence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FENCE_CHECK_S)
+            self._fence_if_cut_off()
+
     def _cut_off(self) -> bool:
         """No heartbeat acknowledged for ``fence_after_s``: this instance's leases may be gone."""
         return time.monotonic() - self._last_ack >= self.timing.fence_after_s
@@ -242,6 +258,7 @@ class AgentRunner:
                 log.warning("job_fenced", job_id=state.job_id, attempt=state.attempt)
                 state.give_back = True
                 state.cancel.set()
+                asyncio.get_running_loop().call_later(FENCE_GRACE_S, _stop_run, state)
 
     def _cancel(self, job_id: str, reason: str) -> None:
         state = self._running.get(job_id)
@@ -329,14 +346,10 @@ class AgentRunner:
             )
             await self._report(job_id, attempt, _failed(summary), last_seq=0)
             return
-        try:
-            await self._protocol.call(
-                self._protocol.job_path(job_id, "start"),
-                {"instance_id": self.instance_id, "attempt": attempt},
-                give_up=lambda: state.give_back,
-            )
-        except (CallFailed, GaveUp) as exc:
-            log.warning("job_start_refused", job_id=job_id, attempt=attempt, error=str(exc))
+        # With the server's consent, the start travels with the first events batch (at most 0.2 s after the
+        # tool started) or with the result of a job that ended sooner; else it is a call of its own first.
+        folded = self._features >= BATCHED_FEATURES
+        if not folded and not await self._send_start(job_id, attempt, state):
             return
         state.phase = "running"
         stream = EventStream(
@@ -347,6 +360,7 @@ class AgentRunner:
             masker=masker,
             on_cancel=lambda reason: self._cancel(job_id, reason),
             give_up=lambda: state.abandoned or self._force.is_set(),  # a forced stop stops resending too
+            start=folded,
         )
         stream.start()
         started_at = rfc3339(SystemClock().now())
@@ -354,30 +368,71 @@ class AgentRunner:
         def emit(line: LogLine) -> None:
             stream.push(line)
 
+        state.run = asyncio.ensure_future(self._executor.run(job, emit=emit, cancel=state.cancel))
         try:
-            result = await self._executor.run(job, emit=emit, cancel=state.cancel)
+            result = await state.run
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the agent itself is being cancelled
+            result = _failed("stopped: the fencing grace ran out", cancelled=True)  # the run alone was
         except Exception as exc:  # an executor bug must not take the agent down
             log.error("job_executor_failed", job_id=job_id, error=type(exc).__name__)
             result = _failed(f"executor {self._executor.name} failed: {type(exc).__name__}")
         if result.lost:
             state.lost = True
             await stream.abort()
+            if stream.start_pending:  # it ran: on the server it counts as started, as without folding
+                await self._send_start(job_id, attempt, state)
             log.info("job_lost_on_purpose", job_id=job_id, attempt=attempt)
             return
         if state.abandoned or stream.lost:
             await stream.abort()
             log.info("job_dropped", job_id=job_id, attempt=attempt)
             return
-        await stream.close()
         if state.give_back:
+            await stream.close()
             await self._release({"job_id": job_id, "attempt": attempt}, started=True)
+            return
+        leftover = await stream.close(fold=folded)
+        if stream.lost:
+            log.info("job_dropped", job_id=job_id, attempt=attempt)
             return
         if result.cancelled and state.cancel_reason and not result.error_message:
             result = _failed(state.cancel_reason, cancelled=True)
-        await self._report(job_id, attempt, result, last_seq=stream.last_seq, started_at=started_at)
+        await self._report(
+            job_id,
+            attempt,
+            result,
+            last_seq=stream.last_seq,
+            started_at=started_at,
+            start=leftover.start,
+            events=leftover.events,
+        )
+
+    async def _send_start(self, job_id: str, attempt: int, state: _Running) -> bool:
+        """The start call on its own; False when the server refused it (the job is not ours)."""
+        try:
+            await self._protocol.call(
+                self._protocol.job_path(job_id, "start"),
+                {"instance_id": self.instance_id, "attempt": attempt},
+                give_up=lambda: state.give_back,
+            )
+        except (CallFailed, GaveUp) as exc:
+            log.warning("job_start_refused", job_id=job_id, attempt=attempt, error=str(exc))
+            return False
+        return True
 
     async def _report(
-        self, job_id: str, attempt: int, result: Result, *, last_seq: int, started_at: str | None = None
+        self,
+        job_id: str,
+        attempt: int,
+        result: Result,
+        *,
+        last_seq: int,
+        started_at: str | None = None,
+        start: bool = False,
+        events: list[dict[str, Any]] | None = None,
     ) -> None:
         body = {
             "instance_id": self.instance_id,
@@ -395,8 +450,13 @@ class AgentRunner:
         }
         if result.hosts is not None:
             body["outputs"] = {**result.outputs, "stackl_hosts": result.hosts}
+        if start:
+            body["start"] = True
+        if events:
+            body["events"] = events
         path = self._results_dir / f"{job_id}-{attempt}.json"
-        _write_private(path, {"name": self.name, "job_id": job_id, "body": body})
+        # Written (and synced) off the event loop: a disk flush must not stall heartbeats and other jobs.
+        await asyncio.to_thread(_write_private, path, {"name": self.name, "job_id": job_id, "body": body})
         await self._send_result(path, job_id, body, give_up=self._force.is_set)
 
     async def _send_result(self, path: Path, job_id: str, body: dict[str, Any], *, give_up: Any) -> None:
@@ -413,11 +473,11 @@ class AgentRunner:
                 reason=exc.reason,
             )
             if exc.status in (404, 409, 422):
-                _forget(path)
+                await asyncio.to_thread(_forget, path)
             return
         except GaveUp:
             return
-        _forget(path)
+        await asyncio.to_thread(_forget, path)
         log.info(
             "job_finished",
             job_id=job_id,
@@ -436,6 +496,13 @@ class AgentRunner:
             await self._send_result(
                 path, str(saved.get("job_id")), saved.get("body", {}), give_up=stop.is_set
             )
+
+
+def _stop_run(state: _Running) -> None:
+    """A fenced job's grace is over: cancel its run (the executor then kills its process tree at once)."""
+    if state.run is not None and not state.run.done():
+        log.warning("job_fence_grace_over", job_id=state.job_id, attempt=state.attempt)
+        state.run.cancel()
 
 
 def _saved_results(directory: Path) -> list[tuple[Path, dict[str, Any]]]:

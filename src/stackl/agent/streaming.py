@@ -6,11 +6,19 @@ line. Lines are masked with the job's secrets before they are buffered, even tho
 nothing unmasked may sit in the agent's memory on its way out. The server's answer may say
 ``stop_streaming`` (its 10 MiB per attempt is full: lines are then dropped here) or carry a cancellation,
 handed to ``on_cancel`` like a heartbeat's.
+
+When the server offers it (register answer ``features``), the stream also carries the job's *start*: the
+first batch says ``start: true`` and leaves at most ``START_DELAY_S`` after the tool started, lines or not,
+so a job counts as started on the server within that delay. And when the job ends while what is left fits
+one batch, ``close(fold=True)`` hands it back instead of sending it, for the result call to carry: a short
+job then costs one call after its claim instead of start, events and result.
 """
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +33,15 @@ log = structlog.get_logger(__name__)
 BATCH_DELAY_S = 1.0
 BATCH_LINES = 200
 BATCH_BYTES = 256 * 1024 - 4096  # room for the JSON around the texts
+START_DELAY_S = 0.2  # a start carried by the stream leaves at most this long after the tool started
+
+
+@dataclass
+class Leftover:
+    """What ``close(fold=True)`` did not send: for the result call to carry."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    start: bool = False  # the start was not sent yet
 
 
 class EventStream:
@@ -40,6 +57,7 @@ class EventStream:
         masker: Masker,
         on_cancel: Callable[[str], None] = lambda _reason: None,
         give_up: Callable[[], bool] = lambda: False,
+        start: bool = False,
     ) -> None:
         self._protocol = protocol
         self._instance_id, self._job_id, self._attempt = instance_id, job_id, attempt
@@ -51,6 +69,9 @@ class EventStream:
         self._seq = 0
         self._stopped = False  # the server's log is full, or the job is no longer ours
         self._closing = False
+        self._fold = False
+        self._start_pending = start  # the stream carries the start call (feature start_with_events)
+        self._start_by = time.monotonic() + START_DELAY_S
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.lost = False  # the server answered 409: the attempt is superseded or its lease lost
@@ -59,7 +80,13 @@ class EventStream:
     def last_seq(self) -> int:
         return self._seq
 
+    @property
+    def start_pending(self) -> bool:
+        """Whether the stream still owes the server the job's start."""
+        return self._start_pending
+
     def start(self) -> None:
+        self._start_by = time.monotonic() + START_DELAY_S
         self._task = asyncio.create_task(self._sender(), name=f"events-{self._job_id}")
 
     def push(self, line: LogLine) -> None:
@@ -73,12 +100,15 @@ class EventStream:
         self._pending_bytes += len(text.encode())
         self._wake.set()
 
-    async def close(self) -> None:
-        """Send what is left and stop the sender."""
-        self._closing = True
+    async def close(self, *, fold: bool = False) -> Leftover:
+        """Stop the sender; send what is left, or with ``fold`` hand it back when it fits one batch."""
+        self._closing, self._fold = True, fold
         self._wake.set()
         if self._task is not None:
             await self._task
+        leftover = Leftover(events=self._pending, start=self._start_pending) if fold else Leftover()
+        self._pending, self._pending_bytes = [], 0
+        return leftover
 
     async def abort(self) -> None:
         """Stop at once, dropping unsent lines."""
@@ -87,28 +117,42 @@ class EventStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _fits(self) -> bool:
+        return len(self._pending) <= BATCH_LINES and self._pending_bytes <= BATCH_BYTES
+
     async def _sender(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closing or self._stopped:
+        while not self._stopped:
+            if self._closing and self._fold and self._fits():
+                return  # the result call carries the rest
+            if not self._pending and not self._start_pending:
+                if self._closing:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if not self._closing and len(self._pending) < BATCH_LINES and self._pending_bytes < BATCH_BYTES:
-                # Wait for the batch to fill, at most 1 s after its first line.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(BATCH_DELAY_S):
-                        while not self._closing and len(self._pending) < BATCH_LINES:
-                            if self._pending_bytes >= BATCH_BYTES:
-                                break
-                            self._wake.clear()
-                            await self._wake.wait()
-            batch = self._take()
-            if not await self._send(batch):
+            if not self._closing:
+                await self._fill()
+                if self._closing:
+                    continue  # the job ended meanwhile: the result may carry it all
+            if not await self._send(self._take()):
                 self._stopped = True
                 self._pending.clear()
+                self._pending_bytes = 0
                 return
+
+    async def _fill(self) -> None:
+        """Wait for the batch to fill: at most 1 s after its first line, and not past the start's deadline."""
+        limit = BATCH_DELAY_S if self._pending else None
+        if self._start_pending:
+            until_start = max(self._start_by - time.monotonic(), 0.0)
+            limit = until_start if limit is None else min(limit, until_start)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                while not self._closing and len(self._pending) < BATCH_LINES:
+                    if self._pending_bytes >= BATCH_BYTES:
+                        break
+                    self._wake.clear()
+                    await self._wake.wait()
 
     def _take(self) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
@@ -124,7 +168,9 @@ class EventStream:
 
     async def _send(self, batch: list[dict[str, Any]]) -> bool:
         """Post one batch (retried with the same seqs); False when streaming must end."""
-        body = {"instance_id": self._instance_id, "attempt": self._attempt, "events": batch}
+        body: dict[str, Any] = {"instance_id": self._instance_id, "attempt": self._attempt, "events": batch}
+        if self._start_pending:
+            body["start"] = True
         try:
             _, answer = await self._protocol.call(
                 self._protocol.job_path(self._job_id, "events"), body, give_up=self._give_up
@@ -136,6 +182,7 @@ class EventStream:
             return exc.status not in (404, 409)
         except GaveUp:
             return False
+        self._start_pending = False
         cancel = answer.get("cancel") if isinstance(answer, dict) else None
         if cancel:
             self._on_cancel(

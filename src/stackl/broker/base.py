@@ -30,6 +30,9 @@ them on memory, SQLite and PostgreSQL):
   whose work started is treated as a lease expiry at once. Fenced like ``fail``; a repeat is a duplicate.
 - **Unique keys.** At most one ``queued`` or ``running`` item per ``unique_key`` (a unique index in SQL):
   enqueueing a second raises ``errors.Conflict`` carrying the holder's id (``holder_of``).
+- **Ephemeral payload keys.** When an item reaches a final state its payload loses the keys of
+  ``EPHEMERAL_KEYS`` (a job's ``secrets``): they are needed only while it may still run, and must not stay in
+  the database in clear for ever (encrypting them at rest is a later issue).
 - Times come from the injected clock; ids are ULIDs.
 """
 
@@ -50,6 +53,7 @@ STATES: tuple[State, ...] = ("queued", "running", "succeeded", "failed", "cancel
 ACTIVE_STATES: tuple[State, ...] = ("queued", "running")  # the states a unique key is held in
 FINAL_STATES: tuple[State, ...] = ("succeeded", "failed", "cancelled")
 
+EPHEMERAL_KEYS: tuple[str, ...] = ("secrets",)  # payload keys dropped when an item reaches a final state
 DEFAULT_LEASE_S = 30.0
 BACKOFF_BASE_S = 30.0  # spec/lifecycle.md §5.5: the n-th retry waits 30 s * 2^(n-1) ...
 BACKOFF_MAX_S = 600.0  # ... at most 10 min
@@ -224,6 +228,18 @@ def new_item(spec: ItemSpec, *, now: datetime, item_id: str) -> dict[str, Any]:
 def claim_order(item: Item) -> tuple[int, datetime, str]:
     """The order ``claim`` takes ready items in: priority (higher first), then ``available_at``, then id."""
     return (-item.priority, item.available_at, item.id)
+
+
+def scrubbed(item: Item) -> Item:
+    """The item without its ephemeral payload keys once it is final (unchanged otherwise)."""
+    if not item.final or not any(key in item.payload for key in EPHEMERAL_KEYS):
+        return item
+    return replace(item, payload=scrub_payload(item.payload))
+
+
+def scrub_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without its ephemeral keys."""
+    return {key: value for key, value in payload.items() if key not in EPHEMERAL_KEYS}
 
 
 def with_deadline(item: Item, deadline: datetime | None) -> Item:

@@ -145,7 +145,7 @@ class InMemoryBroker(Broker):
         lapsed = [item for item in self._items.values() if base.lapsed(item, now)]
         for item in lapsed:
             changed = replace(item, **base.expiry(item, now))
-            self._items[item.id] = changed
+            self._items[item.id] = changed = base.scrubbed(changed)
             if changed.state == "queued":
                 self._wake(item.queue)
         return len(lapsed)
@@ -197,7 +197,7 @@ class InMemoryBroker(Broker):
         done = replace(
             item, state=state, result=_json(result), finished_at=now, lease_until=None, updated_at=now
         )
-        self._items[item_id] = done
+        self._items[item_id] = done = base.scrubbed(done)
         return done
 
     async def fail(
@@ -220,7 +220,7 @@ class InMemoryBroker(Broker):
             self._wake(item.queue)
         else:
             failed = replace(failed, state="failed", finished_at=now)
-        self._items[item_id] = failed
+        self._items[item_id] = failed = base.scrubbed(failed)
         return failed
 
     async def release(self, item_id: str, *, owner: str, epoch: int, started: bool) -> Item:
@@ -228,7 +228,7 @@ class InMemoryBroker(Broker):
         if item is None:
             return self._items[item_id]
         released = replace(item, **base.release(item, self._now(), started=started))
-        self._items[item_id] = released
+        self._items[item_id] = released = base.scrubbed(released)
         if released.state == "queued":
             self._wake(item.queue)
         return released
@@ -248,7 +248,7 @@ class InMemoryBroker(Broker):
             )
         elif item.state == "running" and item.cancel_requested is None:
             item = replace(item, cancel_requested=marker, updated_at=now)
-        self._items[item_id] = item
+        self._items[item_id] = item = base.scrubbed(item)
         return item
 
     async def get(self, item_id: str) -> Item | None:

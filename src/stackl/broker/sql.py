@@ -15,13 +15,17 @@ lapsed leases (a few rows, found through a partial index). Every later write of 
 conditional on ``state = 'running'`` and its epoch (and owner), so a superseded holder changes nothing.
 
 Wake-ups: an enqueue (or a retry) issues ``pg_notify`` on PostgreSQL, delivered at commit to every broker's
-``LISTEN`` connection; waiters in this process are also woken directly. SQLite waiters poll at
-``poll_interval_s``; on PostgreSQL polling stays as a slow safety net (``listen_poll_s``), and a waiter
+``LISTEN`` connection; waiters in this process are also woken directly. SQLite has no NOTIFY: the queue names
+are noted on the connection (``Connection.info``) and announced when the connection goes back to the pool,
+that is after the transaction committed, even one the caller owns (``enqueue(tx=…)``): to this process's
+waiters directly, and to other processes through a datagram per queue (``broker.wake``). Polling stays as a
+slow safety net (``listen_poll_s``) while this broker can be woken, else at ``poll_interval_s``, and a waiter
 never sleeps past the next backoff or lease end it knows of.
 """
 
 import asyncio
 import builtins
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,11 +34,13 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackl import errors
 from stackl.broker import base
 from stackl.broker.base import Broker, Depth, Item, ItemSpec, State
+from stackl.broker.wake import WakeChannel
 from stackl.datastore import dialects, rules
 from stackl.datastore.base import Transaction
 from stackl.datastore.schema import UtcDateTime, queue_items
@@ -138,9 +144,14 @@ class SqlBroker(Broker):
             .returning(*queue_items.c)
         )
         self._lapsed = self._flavour.lock_for_claim(_LAPSED)
+        self._scrubbed = self._flavour.without_keys(_Q.payload, base.EPHEMERAL_KEYS)  # for final states
         self._waiters: dict[asyncio.Event, frozenset[str]] = {}
         self._listening = False
         self._exit = AsyncExitStack()
+        self._pending_key = f"stackl_broker_wake_{id(self)}"  # queues to announce after commit (SQLite)
+        self._channel: WakeChannel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     async def __aenter__(self) -> Self:
         if self._flavour.notifies:
@@ -150,12 +161,24 @@ class SqlBroker(Broker):
                 )
             except errors.StoreUnavailable:
                 self._listening = False  # polling still works; a later wait() does not retry LISTEN
+        else:
+            self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+            pool = self._store.engine.sync_engine.pool
+            sa_event.listen(pool, "checkin", self._checked_in)
+            self._exit.callback(sa_event.remove, pool, "checkin", self._checked_in)
+            database = dialects.sqlite_file(self._store.engine.url)
+            if database is not None:
+                channel = WakeChannel(database, self._wake)
+                self._listening = channel.open()
+                self._channel = channel
+                self._exit.callback(channel.close)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._listening = False
+        self._channel = None
         await self._exit.aclose()
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -180,9 +203,31 @@ class SqlBroker(Broker):
         return _item(row) if row is not None else None
 
     async def _notify(self, connection: AsyncConnection, queue: str) -> None:
+        """Wake the queue's waiters everywhere once this transaction commits."""
         statement = self._flavour.notify(CHANNEL, queue)
         if statement is not None:
             await self._execute(connection, statement)
+        elif self._loop is not None:  # SQLite: announced by ``_checked_in``, after the commit
+            connection.info.setdefault(self._pending_key, set()).add(queue)
+
+    def _checked_in(self, _dbapi_connection: Any, record: Any) -> None:
+        """Pool event: a connection came back, its transaction over; announce the queues it enqueued on.
+
+        A rolled-back transaction announces too: a wake-up is a hint, and a spurious one costs one look.
+        """
+        queues = record.info.pop(self._pending_key, None)
+        if not queues or self._loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._announce(queues)
+        elif not self._loop.is_closed():  # a connection collected by another thread
+            self._loop.call_soon_threadsafe(self._announce, queues)
+
+    def _announce(self, queues: set[str]) -> None:
+        for queue in queues:
+            self._wake(queue)
+        if self._channel is not None:
+            self._channel.send(queues)
 
     def _wake(self, queue: str) -> None:
         for event, queues in self._waiters.items():
@@ -258,7 +303,7 @@ class SqlBroker(Broker):
         changed = 0
         for row in await self._execute(connection, self._lapsed, {"p_now": now}):
             item = _item(row)
-            changes = base.expiry(item, now)
+            changes = _scrub(item, base.expiry(item, now))
             statement = (
                 queue_items.update()
                 .where(_Q.id == item.id, _Q.state == "running", _Q.lease_epoch == item.lease_epoch)
@@ -302,6 +347,7 @@ class SqlBroker(Broker):
             "finished_at": now,
             "lease_until": None,
             "updated_at": now,
+            "payload": self._scrubbed,
         }
         return await self._finish(item_id, owner=owner, epoch=epoch, values=values)
 
@@ -318,7 +364,7 @@ class SqlBroker(Broker):
         now = self._now()
         values: dict[str, Any] = {"error": error, "result": result, "lease_until": None, "updated_at": now}
         if retry_in_s is None:
-            values |= {"state": "failed", "finished_at": now}
+            values |= {"state": "failed", "finished_at": now, "payload": self._scrubbed}
         else:
             retry = _Q.attempt < _Q.max_attempts
             retry_at = sa.literal(now + timedelta(seconds=retry_in_s), UtcDateTime())
@@ -326,6 +372,7 @@ class SqlBroker(Broker):
                 "state": sa.case((retry, sa.literal("queued")), else_=sa.literal("failed")),
                 "available_at": sa.case((retry, retry_at), else_=_Q.available_at),
                 "finished_at": sa.case((retry, sa.null()), else_=sa.literal(now, UtcDateTime())),
+                "payload": sa.case((retry, _Q.payload), else_=self._scrubbed),
             }
         item = await self._finish(item_id, owner=owner, epoch=epoch, values=values)
         return item
@@ -347,7 +394,7 @@ class SqlBroker(Broker):
                 .where(
                     _Q.id == item_id, _Q.state == "running", _Q.lease_epoch == epoch, _Q.lease_owner == owner
                 )
-                .values(**base.release(item, now, started=started))
+                .values(**_scrub(item, base.release(item, now, started=started)))
                 .returning(*queue_items.c)
             )
             row = (await self._execute(connection, statement)).first()
@@ -396,6 +443,7 @@ class SqlBroker(Broker):
                 error=f"cancelled by {by}",
                 finished_at=now,
                 updated_at=now,
+                payload=self._scrubbed,
             )
             .returning(*queue_items.c)
         )
@@ -475,6 +523,13 @@ class SqlBroker(Broker):
                     pass
         finally:
             del self._waiters[event]
+
+
+def _scrub(item: Item, changes: dict[str, Any]) -> dict[str, Any]:
+    """Column changes plus the payload without its ephemeral keys when they make the item final."""
+    if changes.get("state") in base.FINAL_STATES and any(k in item.payload for k in base.EPHEMERAL_KEYS):
+        return changes | {"payload": base.scrub_payload(item.payload)}
+    return changes
 
 
 def _connection_of(tx: Transaction) -> AsyncConnection:

@@ -112,6 +112,11 @@ class AgentRegistry(abc.ABC):
     async def record_claim(self, attempt: JobAttempt) -> JobAttempt:
         """Note a claimed attempt; an existing ``(job_id, attempt)`` is kept and returned."""
 
+    async def record_claims(self, attempts: Sequence[JobAttempt]) -> None:
+        """``record_claim`` for several attempts at once (one transaction where the adapter can)."""
+        for attempt in attempts:
+            await self.record_claim(attempt)
+
     @abc.abstractmethod
     async def get_attempt(self, job_id: str, attempt: int) -> JobAttempt | None:
         """The attempt, or None."""
@@ -136,6 +141,29 @@ class AgentRegistry(abc.ABC):
         Raises:
             NotFound: the attempt is unknown.
         """
+
+    async def record_progress(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        started_at: datetime | None,
+        lines: Sequence[LogLine],
+        max_bytes: int,
+        at: datetime,
+    ) -> tuple[JobAttempt, Appended] | None:
+        """``mark_started`` (when ``started_at`` is given) then ``append_logs``, atomically where the adapter can.
+
+        Returns the attempt as it is afterwards and what was appended; None when the attempt is unknown.
+        """
+        if started_at is not None:
+            if await self.mark_started(job_id, attempt, at=started_at) is None:
+                return None
+        elif await self.get_attempt(job_id, attempt) is None:
+            return None
+        appended = await self.append_logs(job_id, attempt, lines, max_bytes=max_bytes, at=at)
+        record = await self.get_attempt(job_id, attempt)
+        return (record, appended) if record is not None else None
 
     @abc.abstractmethod
     async def logs(self, job_id: str, *, attempt: int | None = None) -> list[LogLine]:

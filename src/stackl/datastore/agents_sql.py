@@ -8,7 +8,7 @@ an ``UPDATE … WHERE result IS NULL``, so concurrent API processes cannot both 
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stackl import errors
 from stackl.datastore import dialects
 from stackl.datastore.agents import AgentInstance, AgentRegistry, Appended, JobAttempt, LogLine, fit_lines
-from stackl.datastore.schema import agent_instances, agents, job_attempts, job_logs
+from stackl.datastore.schema import UtcDateTime, agent_instances, agents, job_attempts, job_logs
 from stackl.datastore.sql import SqlDocumentStore, SqlTransaction
 
 _I = agent_instances.c
@@ -124,6 +124,12 @@ class SqlAgentRegistry(AgentRegistry):
             found = await self._attempt(connection, attempt.job_id, attempt.attempt)
         return found or attempt
 
+    async def record_claims(self, attempts: Sequence[JobAttempt]) -> None:
+        if not attempts:
+            return
+        async with self._connection() as connection:  # one statement, one writer's turn, for the batch
+            await self._execute(connection, self._insert_attempt, [asdict(a) for a in attempts])
+
     async def _attempt(self, connection: AsyncConnection, job_id: str, attempt: int) -> JobAttempt | None:
         row = (
             await self._execute(
@@ -143,13 +149,23 @@ class SqlAgentRegistry(AgentRegistry):
 
     async def mark_started(self, job_id: str, attempt: int, *, at: datetime) -> JobAttempt | None:
         async with self._connection() as connection:
+            return await self._mark_started(connection, job_id, attempt, at=at)
+
+    async def _mark_started(
+        self, connection: AsyncConnection, job_id: str, attempt: int, *, at: datetime
+    ) -> JobAttempt | None:
+        row = (
             await self._execute(
                 connection,
                 job_attempts.update()
                 .where(_A.job_id == job_id, _A.attempt == attempt, _A.started_at.is_(None))
-                .values(started_at=at),
+                .values(started_at=at)
+                .returning(*job_attempts.c),
             )
-            return await self._attempt(connection, job_id, attempt)
+        ).first()
+        if row is not None:
+            return _job_attempt(row)
+        return await self._attempt(connection, job_id, attempt)  # started already, or unknown
 
     async def append_logs(
         self, job_id: str, attempt: int, lines: Sequence[LogLine], *, max_bytes: int, at: datetime
@@ -158,27 +174,80 @@ class SqlAgentRegistry(AgentRegistry):
             record = await self._attempt(connection, job_id, attempt)
             if record is None:
                 raise errors.NotFound(f"job {job_id} has no attempt {attempt}")
-            if record.log_truncated:
-                return Appended(stored_seq=record.stored_seq, truncated=True)
-            seqs = [line.seq for line in lines]
-            known = set()
-            if seqs:
-                rows = await self._execute(
-                    connection,
-                    sa.select(_L.seq).where(_L.job_id == job_id, _L.attempt == attempt, _L.seq.in_(seqs)),
-                )
-                known = {int(row.seq) for row in rows}
-            fitting, used, truncated = fit_lines(
-                lines, known=known, used=record.log_bytes, max_bytes=max_bytes
+            return await self._append(connection, record, lines, max_bytes=max_bytes)
+
+    async def record_progress(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        started_at: datetime | None,
+        lines: Sequence[LogLine],
+        max_bytes: int,
+        at: datetime,
+    ) -> tuple[JobAttempt, Appended] | None:
+        async with self._connection() as connection:
+            record = await self._attempt(connection, job_id, attempt)
+            if record is None:
+                return None
+            if started_at is not None and record.started_at is None:
+                record = replace(record, started_at=started_at)
+            else:
+                started_at = None  # nothing to change
+            if not lines:
+                if started_at is not None:
+                    await self._execute(
+                        connection,
+                        job_attempts.update()
+                        .where(_A.job_id == job_id, _A.attempt == attempt, _A.started_at.is_(None))
+                        .values(started_at=started_at),
+                    )
+                return record, Appended(stored_seq=record.stored_seq, truncated=record.log_truncated)
+            appended = await self._append(
+                connection, record, lines, max_bytes=max_bytes, started_at=started_at
             )
-            if fitting:  # one statement for the batch, inside the (SQLite: single) writer's turn
-                await self._execute(connection, self._insert_line, [asdict(line) for line in fitting])
-            top = max([record.stored_seq, *(line.seq for line in fitting)])
+        return replace(record, stored_seq=appended.stored_seq, log_truncated=appended.truncated), appended
+
+    async def _append(
+        self,
+        connection: AsyncConnection,
+        record: JobAttempt,
+        lines: Sequence[LogLine],
+        *,
+        max_bytes: int,
+        started_at: datetime | None = None,
+    ) -> Appended:
+        """Store the new lines of an attempt read in this transaction; update its counters (and start)."""
+        job_id, attempt = record.job_id, record.attempt
+        if record.log_truncated:
+            if started_at is not None:
+                await self._execute(
+                    connection,
+                    job_attempts.update()
+                    .where(_A.job_id == job_id, _A.attempt == attempt, _A.started_at.is_(None))
+                    .values(started_at=started_at),
+                )
+            return Appended(stored_seq=record.stored_seq, truncated=True)
+        # Only a seq up to the highest stored one can be a resend: a first batch needs no look-up.
+        seqs = [line.seq for line in lines if line.seq <= record.stored_seq]
+        known = set()
+        if seqs:
+            rows = await self._execute(
+                connection,
+                sa.select(_L.seq).where(_L.job_id == job_id, _L.attempt == attempt, _L.seq.in_(seqs)),
+            )
+            known = {int(row.seq) for row in rows}
+        fitting, used, truncated = fit_lines(lines, known=known, used=record.log_bytes, max_bytes=max_bytes)
+        if fitting:  # one statement for the batch, inside the (SQLite: single) writer's turn
+            await self._execute(connection, self._insert_line, [asdict(line) for line in fitting])
+        top = max([record.stored_seq, *(line.seq for line in fitting)])
+        values: dict[str, Any] = {"log_bytes": used, "log_truncated": truncated, "stored_seq": top}
+        if started_at is not None:
+            values["started_at"] = sa.func.coalesce(_A.started_at, sa.literal(started_at, UtcDateTime()))
+        if fitting or truncated or started_at is not None:
             await self._execute(
                 connection,
-                job_attempts.update()
-                .where(_A.job_id == job_id, _A.attempt == attempt)
-                .values(log_bytes=used, log_truncated=truncated, stored_seq=top),
+                job_attempts.update().where(_A.job_id == job_id, _A.attempt == attempt).values(**values),
             )
         return Appended(stored_seq=top, truncated=truncated)
 
@@ -193,16 +262,21 @@ class SqlAgentRegistry(AgentRegistry):
         self, job_id: str, attempt: int, result: dict[str, Any], *, at: datetime
     ) -> tuple[JobAttempt, bool]:
         async with self._connection() as connection:
-            changed = await self._execute(
-                connection,
-                job_attempts.update()
-                .where(_A.job_id == job_id, _A.attempt == attempt, _A.result.is_(None))
-                .values(result=result, result_at=at),
-            )
+            row = (
+                await self._execute(
+                    connection,
+                    job_attempts.update()
+                    .where(_A.job_id == job_id, _A.attempt == attempt, _A.result.is_(None))
+                    .values(result=result, result_at=at)
+                    .returning(*job_attempts.c),
+                )
+            ).first()
+            if row is not None:
+                return _job_attempt(row), True
             record = await self._attempt(connection, job_id, attempt)
         if record is None:
             raise errors.NotFound(f"job {job_id} has no attempt {attempt}")
-        return record, changed.rowcount == 1
+        return record, False
 
 
 _INSTANCE_FIELDS = [f.name for f in fields(AgentInstance)]

@@ -16,7 +16,9 @@ whatever differs, so ``dialect.name`` is read here and nowhere else:
 - **SQL variants.** ``INSERT … ON CONFLICT DO NOTHING`` and a case-sensitive substring test.
 - **Queue (the broker).** ``FOR UPDATE SKIP LOCKED`` in the claim's subquery on PostgreSQL (SQLite's
   ``BEGIN IMMEDIATE`` already makes the claim exclusive); ``pg_notify`` in the enqueuing transaction and
-  ``listen`` on a dedicated connection, so waiting claimers wake at commit; SQLite waiters poll.
+  ``listen`` on a dedicated connection, so waiting claimers wake at commit; on SQLite the broker announces
+  commits itself (``broker/wake.py``, beside the file ``sqlite_file`` names). ``without_keys`` strips a
+  final item's ephemeral payload keys (``json_remove``; ``jsonb -`` on PostgreSQL).
 - **Errors.** ``wrap_errors`` turns driver errors into STACKL errors: a lost race (a unique violation on
   PostgreSQL or SQLite, a serialization failure, a deadlock) into ``RevisionConflict``; an unreachable,
   locked or un-migrated database into ``StoreUnavailable``. Anything else is a bug and propagates as is.
@@ -88,6 +90,15 @@ def ensure_sqlite_directory(url: str) -> None:
         and not database.startswith("file:")
     ):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def sqlite_file(url: sa.URL | str) -> Path | None:
+    """The database file of a SQLite URL; None for PostgreSQL, in-memory or ``file:`` URI databases."""
+    parsed = sa.make_url(url) if isinstance(url, str) else url
+    database = parsed.database or ""
+    if parsed.get_backend_name() != SQLITE or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
 
 
 def create_engine(
@@ -176,6 +187,15 @@ class Flavour:
         if self.kind != POSTGRESQL:
             return None
         return sa.select(sa.func.pg_notify(sa.literal(channel), sa.literal(payload)))
+
+    def without_keys(self, column: sa.ColumnElement[Any], keys: tuple[str, ...]) -> sa.ColumnElement[Any]:
+        """A JSON object column without the given top-level keys (PostgreSQL: through ``jsonb``)."""
+        if self.kind == SQLITE:
+            return sa.func.json_remove(column, *(f"$.{key}" for key in keys), type_=column.type)
+        stripped: sa.ColumnElement[Any] = sa.cast(column, postgresql.JSONB)
+        for key in keys:
+            stripped = stripped.op("-")(sa.literal(key))
+        return sa.cast(stripped, column.type)
 
     def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
         """A case-sensitive substring test (SQLite's LIKE ignores ASCII case; needs no escaping either)."""

@@ -74,9 +74,10 @@ class EventItem(_Body):
 
 
 class EventsBody(AttemptBody):
-    """``POST …/events``."""
+    """``POST …/events``; ``start`` folds the start call in (feature ``start_with_events``)."""
 
     events: list[EventItem] = Field(default_factory=list)
+    start: bool = False
 
 
 def _json_object(value: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +101,9 @@ class ResultBody(AttemptBody):
     timed_out: bool = False
     cancelled: bool = False
     last_seq: int | None = None
+    # Feature ``result_with_events``: a job that ended before its first events batch left reports in one call.
+    start: bool = False
+    events: list[EventItem] = Field(default_factory=list)
 
 
 class ReleaseBody(AttemptBody):

@@ -25,7 +25,7 @@ import structlog
 
 from stackl import __version__, errors
 from stackl.broker.base import Item, backoff_s
-from stackl.datastore.agents import AgentInstance, JobAttempt, LogLine
+from stackl.datastore.agents import AgentInstance, Appended, JobAttempt, LogLine
 from stackl.domain import names
 from stackl.domain.clock import rfc3339
 from stackl.usecases.ports import Ports
@@ -42,6 +42,16 @@ CLAIM_WAIT_DEFAULT_S = 30
 LOST_IN_TRANSIT_S = 15  # a claimed job neither started nor reported this long was lost on its way
 PRUNE_AFTER = timedelta(hours=24)
 CLAIM_POLL_S = 1.0  # the long-poll looks again at least this often (notifications may be missed)
+TOUCH_AFTER_S = 5.0  # a claim refreshes ``last_seen`` only when it is older (heartbeats do it every 10 s)
+# Tools a job may name (agents.md §2): an instance with all of them can take any job, so its claim need not
+# look at the queued payloads first.
+KNOWN_TOOLS = frozenset({"ansible", "packer", "shell", "terraform", "tofu"})
+# Optional protocol additions this server accepts; an agent uses them only when the register answer lists
+# them, so old servers and old agents keep the classic call sequence.
+FEATURES = (
+    "start_with_events",  # an events body may carry ``start: true`` (the start call, folded in)
+    "result_with_events",  # a result body may carry ``start: true`` and the last ``events``
+)
 LIMITS = {
     "event_batch_bytes": 256 * 1024,
     "line_bytes": 16 * 1024,
@@ -69,6 +79,7 @@ def settings() -> dict[str, Any]:
         "claim_wait_max_s": CLAIM_WAIT_MAX_S,
         "limits": dict(LIMITS),
         "server_version": __version__,
+        "features": list(FEATURES),
     }
 
 
@@ -344,46 +355,61 @@ async def claim(
     wait = min(max(wait, 0.0), CLAIM_WAIT_MAX_S)
     end = time.monotonic() + wait
     queue = queue_of(name)
+    # An instance lacking a tool checks the queued payloads before claiming, so that it does not take (and
+    # hand back) a job it cannot run at every call; one with every tool claims straight away.
+    picky = not instance.tools.keys() >= KNOWN_TOOLS
+    current: AgentInstance | None = instance
     while True:
         now = ports.clock.now()
-        current = await ports.agents.get_instance(instance_id)
         if current is None or current.deregistered_at is not None or (gone is not None and await gone()):
             return []
-        await ports.agents.touch(instance_id, at=now)
-        if await _has_ready(ports, queue, instance.tools):
-            claimed = await ports.broker.claim(
-                queues=[queue], owner=instance_id, lease_s=LEASE_S, limit=max_jobs
-            )
-            jobs = []
-            for item in claimed:
-                tool = str(item.payload.get("tool", "shell"))
-                if item.kind != JOB_KIND or tool not in instance.tools:
-                    await ports.broker.release(
-                        item.id, owner=instance_id, epoch=item.lease_epoch, started=False
-                    )
-                    continue
-                await ports.agents.record_claim(
-                    JobAttempt(
-                        job_id=item.id,
-                        attempt=item.attempt,
-                        agent=name,
-                        instance_id=instance_id,
-                        claimed_at=now,
-                    )
-                )
-                log.info(
-                    "job_claimed", job_id=item.id, agent=name, attempt=item.attempt, instance_id=instance_id
-                )
-                jobs.append(_payload(item, now))
+        if now - current.last_seen >= timedelta(seconds=TOUCH_AFTER_S):
+            await ports.agents.touch(instance_id, at=now)
+        if not picky or await _has_ready(ports, queue, instance.tools):
+            jobs, mismatched = await _claim_ready(ports, name, instance, max_jobs=max_jobs, now=now)
             if jobs:
                 return jobs
+            picky = picky or mismatched
         remaining = end - time.monotonic()
         if remaining <= 0:
             return []
         woke = await ports.broker.wait(queues=[queue], timeout_s=min(remaining, CLAIM_POLL_S))
-        if woke and not await _has_ready(ports, queue, instance.tools):
+        if woke and picky and not await _has_ready(ports, queue, instance.tools):
             # Only jobs for tools this instance lacks are ready: do not spin on them, look again later.
             await asyncio.sleep(max(min(end - time.monotonic(), CLAIM_POLL_S), 0.0))
+        current = await ports.agents.get_instance(instance_id)  # deregistered or replaced meanwhile?
+
+
+async def _claim_ready(
+    ports: Ports, name: str, instance: AgentInstance, *, max_jobs: int, now: datetime
+) -> tuple[list[dict[str, Any]], bool]:
+    """Claim up to ``max_jobs`` ready jobs; hand back those whose tool the instance lacks.
+
+    Returns the payloads of the jobs kept and whether any was handed back.
+    """
+    instance_id = instance.instance_id
+    claimed = await ports.broker.claim(
+        queues=[queue_of(name)], owner=instance_id, lease_s=LEASE_S, limit=max_jobs
+    )
+    kept: list[Item] = []
+    mismatched = False
+    for item in claimed:
+        if item.kind != JOB_KIND or str(item.payload.get("tool", "shell")) not in instance.tools:
+            await ports.broker.release(item.id, owner=instance_id, epoch=item.lease_epoch, started=False)
+            mismatched = True
+            continue
+        kept.append(item)
+    await ports.agents.record_claims(
+        [
+            JobAttempt(
+                job_id=item.id, attempt=item.attempt, agent=name, instance_id=instance_id, claimed_at=now
+            )
+            for item in kept
+        ]
+    )
+    for item in kept:
+        log.info("job_claimed", job_id=item.id, agent=name, attempt=item.attempt, instance_id=instance_id)
+    return [_payload(item, now) for item in kept], mismatched
 
 
 async def _has_ready(ports: Ports, queue: str, tools: Mapping[str, str]) -> bool:
@@ -408,11 +434,60 @@ async def start(ports: Ports, name: str, job_id: str, *, instance_id: str, attem
     """
     item = await _job(ports, name, job_id)
     _fence(item, instance_id=instance_id, attempt=attempt)
-    record = await ports.agents.mark_started(job_id, attempt, at=ports.clock.now())
-    if record is None:
+    if await ports.agents.mark_started(job_id, attempt, at=ports.clock.now()) is None:
         await _record(ports, name, item, instance_id)
         await ports.agents.mark_started(job_id, attempt, at=ports.clock.now())
     log.info("job_started", job_id=job_id, agent=name, attempt=attempt)
+
+
+async def _progress(
+    ports: Ports,
+    name: str,
+    item: Item,
+    *,
+    instance_id: str,
+    attempt: int,
+    start: bool,
+    lines: Sequence["Event"],
+) -> tuple[JobAttempt, Appended]:
+    """Record a start (when ``start``) and a batch of log lines (masked again) in one registry call.
+
+    Raises:
+        PayloadTooLarge: the batch is over 256 KiB of text.
+    """
+    size = sum(len(line.text.encode()) for line in lines)
+    if size > LIMITS["event_batch_bytes"]:
+        raise errors.PayloadTooLarge(
+            f"event batch of {size} bytes is over the limit of {LIMITS['event_batch_bytes']} bytes"
+        )
+    mask = mask_of(item) if lines else None
+    now = ports.clock.now()
+    stored = [
+        LogLine(
+            job_id=item.id,
+            attempt=attempt,
+            seq=line.seq,
+            time=line.ts or now,
+            stream=line.stream,
+            line=mask.text(_cut(line.text, LIMITS["line_bytes"])) if mask else line.text,
+        )
+        for line in lines
+    ]
+    for _ in range(2):  # the attempt's record is missing only after a crash between claim and record
+        progress = await ports.agents.record_progress(
+            item.id,
+            attempt,
+            started_at=now if start else None,
+            lines=stored,
+            max_bytes=LIMITS["log_bytes"],
+            at=now,
+        )
+        if progress is not None:
+            if start:
+                log.info("job_started", job_id=item.id, agent=name, attempt=attempt)
+            return progress
+        await _record(ports, name, item, instance_id)
+    raise errors.JobNotFound(f"job {item.id} has no attempt {attempt}")  # pragma: no cover - recorded above
 
 
 async def _record(ports: Ports, name: str, item: Item, instance_id: str) -> JobAttempt:
@@ -446,9 +521,18 @@ def _cut(text: str, limit: int) -> str:
 
 
 async def events(
-    ports: Ports, name: str, job_id: str, *, instance_id: str, attempt: int, lines: Sequence[Event]
+    ports: Ports,
+    name: str,
+    job_id: str,
+    *,
+    instance_id: str,
+    attempt: int,
+    lines: Sequence[Event],
+    start: bool = False,
 ) -> dict[str, Any]:
     """Store a batch of log lines (masked again; idempotent by seq) and answer a pending cancellation.
+
+    ``start`` folds the start call in (feature ``start_with_events``): the attempt counts as started first.
 
     Raises:
         JobNotFound, LeaseLost: as ``start``.
@@ -456,27 +540,9 @@ async def events(
     """
     item = await _job(ports, name, job_id)
     _fence(item, instance_id=instance_id, attempt=attempt)
-    size = sum(len(line.text.encode()) for line in lines)
-    if size > LIMITS["event_batch_bytes"]:
-        raise errors.PayloadTooLarge(
-            f"event batch of {size} bytes is over the limit of {LIMITS['event_batch_bytes']} bytes"
-        )
-    if await ports.agents.get_attempt(job_id, attempt) is None:
-        await _record(ports, name, item, instance_id)
-    mask = mask_of(item)
-    now = ports.clock.now()
-    stored = [
-        LogLine(
-            job_id=job_id,
-            attempt=attempt,
-            seq=line.seq,
-            time=line.ts or now,
-            stream=line.stream,
-            line=mask.text(_cut(line.text, LIMITS["line_bytes"])),
-        )
-        for line in lines
-    ]
-    appended = await ports.agents.append_logs(job_id, attempt, stored, max_bytes=LIMITS["log_bytes"], at=now)
+    _, appended = await _progress(
+        ports, name, item, instance_id=instance_id, attempt=attempt, start=start, lines=lines
+    )
     cancel = None
     if item.cancel_requested is not None:
         cancel = {
@@ -502,6 +568,8 @@ class JobResult:
     timed_out: bool = False
     cancelled: bool = False
     last_seq: int | None = None
+    start: bool = False  # feature ``result_with_events``: the start call, folded in
+    events: Sequence[Event] = ()  # ... and the last log lines, stored before the result
 
 
 def _tail(text: str, limit: int) -> str:
@@ -524,16 +592,35 @@ async def result(
     """
     item = await _job(ports, name, job_id)
     attempt = outcome.attempt
-    record = await ports.agents.get_attempt(job_id, attempt)
-    if record is not None and record.result is not None:
-        return {"accepted": False, "reason": "duplicate"}
-    _fence(item, instance_id=instance_id, attempt=attempt, finished_ok=True)
+    duplicate = {"accepted": False, "reason": "duplicate"}
+    try:
+        _fence(item, instance_id=instance_id, attempt=attempt, finished_ok=True)
+    except errors.LeaseLost:
+        earlier = await ports.agents.get_attempt(job_id, attempt)
+        if earlier is not None and earlier.result is not None:
+            return duplicate  # a repeat of the result that ended this attempt
+        raise
     mask = mask_of(item)
     outputs = mask.value(dict(outcome.outputs or {}))
     if len(json.dumps(outputs)) > LIMITS["outputs_bytes"]:
         raise errors.InvalidInput(
             "outputs exceed 1 MiB", errors=[{"loc": ["body", "outputs"], "msg": "over 1 MiB", "type": "size"}]
         )
+    record: JobAttempt | None
+    if outcome.start or outcome.events:
+        record, _ = await _progress(
+            ports,
+            name,
+            item,
+            instance_id=instance_id,
+            attempt=attempt,
+            start=outcome.start,
+            lines=outcome.events,
+        )
+    else:
+        record = await ports.agents.get_attempt(job_id, attempt)
+    if record is not None and record.result is not None:
+        return duplicate
     stored: dict[str, Any] = {
         "attempt": attempt,
         "instance_id": instance_id,
@@ -553,7 +640,7 @@ async def result(
         await _record(ports, name, item, instance_id)
     _, first = await ports.agents.set_result(job_id, attempt, stored, at=ports.clock.now())
     if not first:
-        return {"accepted": False, "reason": "duplicate"}
+        return duplicate
     log.info(
         "job_finished",
         job_id=job_id,

@@ -499,3 +499,40 @@ async def test_wait_wakes_on_enqueue_from_another_broker(
         await broker.enqueue(ItemSpec(queue=Q, kind="k"))
         async with asyncio.timeout(30):  # a deadline, not a timing: far below the waiter's poll and timeout
             assert await waiter is True
+
+
+async def test_a_final_item_loses_its_secrets_and_a_retried_one_keeps_them(
+    broker: Broker, clock: ManualClock
+) -> None:
+    payload = {"tool": "shell", "secrets": {"token": "s3cr3t"}}
+
+    async def claimed(max_attempts: int = 1) -> base.Item:
+        await broker.enqueue(ItemSpec(queue=Q, kind="job", payload=payload, max_attempts=max_attempts))
+        return await claim_one(broker)
+
+    item = await claimed()
+    done = await broker.complete(item.id, owner="w1", epoch=item.lease_epoch)
+    assert done.payload == {"tool": "shell"}
+    stored = await broker.get(item.id)
+    assert stored is not None
+    assert stored.payload == {"tool": "shell"}
+
+    item = await claimed(max_attempts=2)
+    retried = await broker.fail(item.id, owner="w1", epoch=item.lease_epoch, error="x", retry_in_s=0)
+    assert retried.state == "queued"
+    assert retried.payload == payload
+    item = await claim_one(broker)
+    failed = await broker.fail(item.id, owner="w1", epoch=item.lease_epoch, error="x", retry_in_s=0)
+    assert failed.state == "failed"
+    assert "secrets" not in failed.payload
+
+    queued = await broker.enqueue(ItemSpec(queue=Q, kind="job", payload=payload))
+    assert "secrets" not in (await broker.cancel(queued.id, by="alice")).payload
+
+    item = await claimed()
+    clock.advance(base.DEFAULT_LEASE_S + 1)
+    assert await broker.expire_leases() == 1
+    expired = await broker.get(item.id)
+    assert expired is not None
+    assert expired.state == "failed"
+    assert "secrets" not in expired.payload

@@ -276,3 +276,34 @@ async def test_deregister_makes_the_agent_offline_at_once(ports: Ports) -> None:
     await register(ports)
     await cases.deregister(ports, NAME, instance_id="I1")
     assert (await cases.get_agent(ports, NAME))["state"] == "offline"
+
+
+async def test_a_result_may_carry_the_start_and_the_last_events(ports: Ports) -> None:
+    job_id = await enqueue(ports)
+    await register(ports)
+    assert "result_with_events" in (await register(ports))["features"]
+    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    lines = [cases.Event(seq=1, text=f"token is {SECRET}"), cases.Event(seq=2, text="done")]
+    outcome = ready(1, start=True, events=lines)
+    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=outcome) == {"accepted": True}
+    record = await ports.agents.get_attempt(job_id, 1)
+    assert record is not None
+    assert record.started_at is not None
+    assert record.result is not None
+    assert [line.line for line in await ports.agents.logs(job_id)] == ["token is ********", "done"]
+    again = await cases.result(ports, NAME, job_id, instance_id="I1", outcome=outcome)
+    assert again == {"accepted": False, "reason": "duplicate"}
+    item = await ports.broker.get(job_id)
+    assert item is not None
+    assert "secrets" not in item.payload  # final: the clear secrets are gone from the queue
+
+
+async def test_events_may_carry_the_start(ports: Ports) -> None:
+    job_id = await enqueue(ports)
+    await register(ports)
+    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    answer = await cases.events(ports, NAME, job_id, instance_id="I1", attempt=1, lines=[], start=True)
+    assert answer["stored_seq"] == 0
+    record = await ports.agents.get_attempt(job_id, 1)
+    assert record is not None
+    assert record.started_at is not None

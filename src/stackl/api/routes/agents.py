@@ -13,6 +13,7 @@ from stackl.schemas.agents import (
     AttemptBody,
     ClaimBody,
     DeregisterBody,
+    EventItem,
     EventsBody,
     HeartbeatBody,
     RegisterBody,
@@ -79,10 +80,19 @@ async def start_job(name: str, job_id: str, body: AttemptBody, ports: PortsDep) 
 @router.post("/{name}/jobs/{job_id}/events")
 async def post_job_events(name: str, job_id: str, body: EventsBody, ports: PortsDep) -> dict[str, Any]:
     """A batch of log lines; answers the highest stored seq, whether to stop streaming, and a cancel."""
-    lines = [cases.Event(seq=e.seq, text=e.text, stream=e.stream, ts=e.ts) for e in body.events]
     return await cases.events(
-        ports, name, job_id, instance_id=body.instance_id, attempt=body.attempt, lines=lines
+        ports,
+        name,
+        job_id,
+        instance_id=body.instance_id,
+        attempt=body.attempt,
+        lines=_lines(body.events),
+        start=body.start,
     )
+
+
+def _lines(events: list[EventItem]) -> list[cases.Event]:
+    return [cases.Event(seq=e.seq, text=e.text, stream=e.stream, ts=e.ts) for e in events]
 
 
 @router.post("/{name}/jobs/{job_id}/result")
@@ -100,6 +110,8 @@ async def post_job_result(name: str, job_id: str, body: ResultBody, ports: Ports
         timed_out=body.timed_out,
         cancelled=body.cancelled,
         last_seq=body.last_seq,
+        start=body.start,
+        events=_lines(body.events),
     )
     return await cases.result(ports, name, job_id, instance_id=body.instance_id, outcome=outcome)
 
