@@ -18,7 +18,7 @@ The contract tests in ``tests/integration/contracts/test_document_store.py`` run
 
 import abc
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -204,6 +204,17 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     async def count(self, *, doc_type: str) -> int:
         """How many current documents of this type exist."""
+
+    async def counters(self, names: Sequence[str]) -> dict[str, int]:
+        """The next values of persistent counters (host templating); a counter never used is absent.
+
+        In a write transaction the counters read are held until commit, like ``get``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no counters")
+
+    async def set_counters(self, values: Mapping[str, int]) -> None:
+        """Store the next values of counters (creating them); they only ever grow."""
+        raise NotImplementedError(f"{type(self).__name__} has no counters")
 
 
 class DocumentStore(abc.ABC):

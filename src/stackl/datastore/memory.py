@@ -15,7 +15,7 @@ import asyncio
 import bisect
 import builtins
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -75,6 +75,7 @@ class _State:
     history: dict[Key, list[_Entry]] = field(default_factory=dict)
     refs_from: dict[Key, tuple[Reference, ...]] = field(default_factory=dict)
     refs_to: dict[Key, set[tuple[str, str, str]]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 class InMemoryDocumentStore(DocumentStore):
@@ -112,6 +113,7 @@ class MemoryTransaction(Transaction):
         self._rows: dict[Key, _Row] = {}
         self._entries: dict[Key, list[_Entry]] = {}
         self._refs: dict[Key, tuple[Reference, ...]] = {}
+        self._counters: dict[str, int] = {}
         self._before_commit: list[Callable[[], None]] = []
         self._after_commit: list[Callable[[], None]] = []
 
@@ -123,6 +125,15 @@ class MemoryTransaction(Transaction):
             self._before_commit.append(before)
         if after is not None:
             self._after_commit.append(after)
+
+    # --- counters (host templating) -----------------------------------------------------------------------
+    async def counters(self, names: Sequence[str]) -> dict[str, int]:
+        merged = self._state.counters | self._counters
+        return {name: merged[name] for name in names if name in merged}
+
+    async def set_counters(self, values: Mapping[str, int]) -> None:
+        rules.check_writable(self._readonly)
+        self._counters.update(values)
 
     # --- reads -------------------------------------------------------------------------------------------
     def _row(self, key: Key) -> _Row | None:
@@ -301,6 +312,8 @@ class MemoryTransaction(Transaction):
                 state.refs_from[key] = refs
             for ref in refs:
                 state.refs_to.setdefault((ref.to_type, ref.to_name), set()).add((key[0], key[1], ref.path))
+        for name, value in self._counters.items():
+            state.counters[name] = max(value, state.counters.get(name, value))
         for apply in self._after_commit:
             apply()
 

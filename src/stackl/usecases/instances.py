@@ -9,7 +9,6 @@ its explanation and the plan. It writes nothing and consumes no counter; an infe
 
 import asyncio
 import copy
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from stackl.placement import engine as placement
 from stackl.placement.rules import service_filter
 from stackl.policy.base import Policy
 from stackl.usecases import documents as document_cases
+from stackl.usecases import hosting
 from stackl.usecases import policies as policy_cases
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE
@@ -502,42 +502,13 @@ def rfc3339_now(ports: Ports) -> str:
     return ports.clock.now().isoformat().replace("+00:00", "Z")
 
 
-_HOST_TOKEN = re.compile(r"\{(hi|ri)\}")
-
-
-def host_names(template: str, *, replica: int, count: int) -> list[str]:
-    """Host templating (lifecycle.md §4.7): ``{hi}`` host index and ``{ri}`` replica index, 1-based, 2 digits.
-
-    Raises:
-        InvalidInput: the template uses ``{counter(…)}``, which this server does not support yet.
-    """
-    if "{counter(" in template:
-        raise errors.InvalidInput(
-            "stackl_hostname: {counter(NAME, START)} is not supported by this server yet",
-            errors=[{"loc": ["params", "stackl_hostname"], "msg": "counters unsupported", "type": "value"}],
-        )
-
-    def name(host: int) -> str:
-        indexes = {"hi": host, "ri": replica + 1}
-        return _HOST_TOKEN.sub(lambda m: f"{indexes[m.group(1)]:02d}", template)
-
-    return [name(host) for host in range(1, count + 1)]
-
-
-def _instances_count(params: Mapping[str, Any]) -> int:
-    count = params.get("instances", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise errors.InvalidInput(
-            "the parameter instances must be an integer of at least 0",
-            errors=[{"loc": ["params", "instances"], "msg": "must be an integer >= 0", "type": "value"}],
-        )
-    return count
-
-
 def replica_body(
     ctx: Context, planned: Planned, alias: str, index: int, target: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One replica of the new instance (documents.md §9.2) and its parameters of layers 1-9."""
+    """One replica of the new instance (documents.md §9.2) and its parameters of layers 1-8.
+
+    Host names (layer 9) are rendered in the writing transaction (`hosting.fill`).
+    """
     assert planned.placed is not None  # noqa: S101 - only called for a feasible placement
     request = ctx.request
     service_name = ctx.service_of[alias]
@@ -554,11 +525,6 @@ def replica_body(
         request.service_params.get(alias, {}),
         opa_outputs,
     )
-    hosts: list[str] = []
-    template = params.get("stackl_hostname")
-    if isinstance(template, str):
-        hosts = host_names(template, replica=index, count=_instances_count(params))
-        params = parameters.with_machine_names(params, hosts)
     secrets = parameters.replica_secrets(
         capability.get("secrets"),
         [body.get("secrets", {}) for body in fr_bodies],
@@ -573,7 +539,7 @@ def replica_body(
         "cloud_provider": str(capability["cloud_provider"]),
         "provisioning_parameters": params,
         "secrets": secrets,
-        "hosts": hosts,
+        "hosts": [],
         "resources": dict(service.get("resource_requirements", {})),
         "tags": dict(capability.get("tags", {})),
         "opa_outputs": opa_outputs,
@@ -664,12 +630,14 @@ async def create(ports: Ports, body: object, *, subject: str, source: Mapping[st
     task_id = ulid(ports.clock.now())
     services: dict[str, list[dict[str, Any]]] = {}
     base_params: dict[str, dict[str, Any]] = {}
+    host_plan = hosting.HostPlan()
     for alias in ctx.aliases:
         services[alias] = []
         for index, target in enumerate(planned.placed.targets.get(alias, [])):
             replica, params = replica_body(ctx, planned, alias, index, target)
             services[alias].append(replica)
             base_params[f"{alias}/{index}"] = params
+            host_plan.add(alias, index, params)
     groups: list[dict[str, Any]] = [
         {"stage": group.stage, "steps": [step_record(ctx, planned, step, services) for step in group.steps]}
         for group in planned.groups
@@ -714,6 +682,9 @@ async def create(ports: Ports, body: object, *, subject: str, source: Mapping[st
     )
 
     async def write(tx: Transaction) -> int:
+        # Host names use shared counters: rendered here, in the transaction that advances them. The task's
+        # payload holds ``base_params`` itself, so it is enqueued with the replicas' machine_names.
+        await hosting.fill(tx, host_plan, instance, base_params, consume=True)
         result = await tx.put(
             doc_type="stack_instance",
             name=name,

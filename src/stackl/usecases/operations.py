@@ -469,7 +469,7 @@ class _Run:
         )
         return ready
 
-    # --- the end -------------------------------------------------------------------------------------
+    # --- after an update ------------------------------------------------------------------------------
     async def _drop_removed(self) -> None:
         """After an update: replicas and aliases whose delete steps all succeeded leave ``services``."""
         removed = [(str(a), int(i)) for a, i in self.removed]
@@ -532,49 +532,141 @@ class _Run:
                 out.append({"stage": group["stage"], "steps": chosen})
         return out
 
-    async def rollback(self) -> bool:
-        """Undo what this failed create or update created; True when everything was compensated.
+    def _reapply(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """An update's steps to converge back (lifecycle.md §4.5).
 
-        A create's instance document is removed; an update's ``revision_before`` body is restored as a new
-        revision (its statuses kept for the steps this run did not touch). Steps of existing replicas that an
-        update changed are not re-applied with their old inputs by this release: they are reported.
+        Re-apply those it ran on existing replicas, re-create those it deleted (its removal phase), in the
+        plan's create order.
         """
-        stored = await self._read()
-        compensation = self._compensation(stored.body)
-        if stored.body.get("rolling_back") != self.task_id:
-            await self._set_rollback_marker(compensation)
-        self.groups, self.failed, self.stopped, self.halt = compensation, [], {}, None
-        self.force = False
-        self.deadline = self.ports.clock.now() + timedelta(seconds=self.timeout_s)  # a new deadline (§5.2)
-        await self.run()
-        if self.failed:
-            return False
+        entries = {_entry_key(e): e for e in body.get("status", [])}
+        out: list[dict[str, Any]] = []
+        removals = [s for g in self.groups for s in g["steps"] if s["action"] == "delete"]
+        recreate = [
+            {**s, "action": "create", "decision": "run", "reason": "rollback"}
+            for s in reversed(removals)  # delete order reversed = create order
+            if step_key(s) not in entries
+        ]
+        if recreate:
+            out.append({"stage": "rollback", "steps": recreate})
+        for group in self.groups:
+            chosen = []
+            for step in group["steps"]:
+                entry = entries.get(step_key(step))
+                ran = (
+                    entry is not None
+                    and entry.get("task_id") == self.task_id
+                    and step["action"] == "update"
+                    and entry.get("status") in ("READY", "FAILED")
+                )
+                if ran:
+                    chosen.append({**step, "decision": "run", "reason": "rollback"})
+            if chosen:
+                out.append({"stage": group["stage"], "steps": chosen})
+        return out
+
+    async def _restore_before(self, reapply: list[dict[str, Any]], *, done: bool) -> None:
+        """Write ``revision_before`` back as a new revision (an update's rollback), or clear the mark.
+
+        ``done`` False: the steps to re-apply are marked ``in_progress`` for this task and the instance stays
+        marked (``<task>:restore``), so a worker resuming the task re-applies them; True: the end.
+        """
         await self._check_lease()
-        name, task_id, before = self.name, self.task_id, self.revision_before
+        name, task_id, before = self.name, self.task_id, int(self.revision_before or 0)
+        keys = {step_key(s): s["action"] for g in reapply for s in g["steps"]}
 
         async def work(tx: Transaction) -> None:
             current = await tx.get(doc_type=SI, name=name)
             if current is None:
                 return
-            if before is None:
-                await tx.delete(doc_type=SI, name=name, subject="worker", task_id=task_id)
-                return
-            old = await tx.revision(doc_type=SI, name=name, revision=int(before))
-            body = copy.deepcopy(old.body if old.body is not None else current.body)
-            body.pop("rolling_back", None)
-            body["steps"] = dict(current.body.get("steps") or {})
+            if done:
+                body = copy.deepcopy(current.body)
+                body.pop("rolling_back", None)
+            else:
+                old = await tx.revision(doc_type=SI, name=name, revision=before)
+                body = copy.deepcopy(old.body if old.body is not None else current.body)
+                body["rolling_back"] = f"{task_id}:restore"
+                body["steps"] = dict(current.body.get("steps") or {})
+                body["posted_outputs"] = current.body.get("posted_outputs") or {}
+                for entry in body.get("status", []):
+                    action = keys.get(_entry_key(entry))
+                    if action is not None:
+                        entry.update(
+                            status="in_progress",
+                            error_message="",
+                            action=action,
+                            task_id=task_id,
+                            job_id=None,
+                        )
             await tx.put(
                 doc_type=SI,
                 name=name,
                 body=body,
                 subject="worker",
-                action="restore",
+                action="status" if done else "restore",
                 if_revision=current.revision,
                 references=document_cases.references(body),
                 task_id=task_id,
+                restored_from=None if done else before,
             )
 
         await document_cases.in_transaction(self.ports, work)
+
+    def _marked_steps(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """After a resume in the re-apply phase: the plan's steps still marked ``in_progress`` for this task."""
+        marked = {
+            _entry_key(e): str(e.get("action"))
+            for e in body.get("status", [])
+            if e.get("task_id") == self.task_id and e.get("status") == "in_progress"
+        }
+        found = [
+            {**s, "action": marked[step_key(s)], "decision": "run", "reason": "rollback"}
+            for g in self.groups
+            for s in g["steps"]
+            if step_key(s) in marked
+        ]
+        return [{"stage": "rollback", "steps": found}] if found else []
+
+    async def _run_compensation(self, groups: list[dict[str, Any]]) -> bool:
+        self.groups, self.failed, self.stopped, self.halt = groups, [], {}, None
+        self.force = False
+        await self.run()
+        return not self.failed
+
+    async def rollback(self) -> bool:
+        """Undo what this failed create or update did; True when everything was compensated.
+
+        Create: delete steps for what it created, then the instance document goes. Update (or restore):
+        delete what it added, write ``revision_before`` back, then re-apply with that revision's inputs the
+        steps it ran on existing replicas and re-create those it deleted. Resumable: the instance is marked
+        ``rolling_back`` (``<task>`` while deleting, ``<task>:restore`` while re-applying).
+        """
+        self.deadline = self.ports.clock.now() + timedelta(seconds=self.timeout_s)  # a new deadline (§5.2)
+        stored = await self._read()
+        marker = stored.body.get("rolling_back")
+        if marker == f"{self.task_id}:restore":
+            reapply = self._marked_steps(stored.body)
+        else:
+            compensation = self._compensation(stored.body)
+            reapply = self._reapply(stored.body) if self.revision_before is not None else []
+            if marker != self.task_id:
+                await self._set_rollback_marker(compensation)
+            if not await self._run_compensation(compensation):
+                return False
+            if self.revision_before is None:
+                await self._check_lease()
+                name, task_id = self.name, self.task_id
+
+                async def remove(tx: Transaction) -> None:
+                    if await tx.get(doc_type=SI, name=name) is not None:
+                        await tx.delete(doc_type=SI, name=name, subject="worker", task_id=task_id)
+
+                await document_cases.in_transaction(self.ports, remove)
+                return True
+            await self._restore_before(reapply, done=False)
+        self.base_params = {}  # the restored replicas' displayed parameters are revision_before's
+        if not await self._run_compensation(reapply):
+            return False
+        await self._restore_before([], done=True)
         return True
 
     # --- the end -------------------------------------------------------------------------------------
@@ -667,7 +759,8 @@ async def run_task(ports: Ports, lease: TaskLease) -> None:
     )
     log.info("task_started", task_id=lease.item.id, kind=lease.item.kind, stack_instance=run.name)
     stored = await run._read() if run.action != "delete" else None
-    if stored is not None and stored.body.get("rolling_back") == lease.item.id:
+    marker = str(stored.body.get("rolling_back") or "") if stored is not None else ""
+    if marker.split(":")[0] == lease.item.id:
         run.failed = ["resumed during rollback"]  # a worker died while compensating: go on compensating
     else:
         await run.run()

@@ -104,7 +104,8 @@ async def task_view(
     instance = instances.get(str(payload.get("stack_instance", "")))
     progress, steps = _progress(item, instance)
     state = _state(item)
-    if state == "running" and instance is not None and instance.get("rolling_back") == item.id:
+    marker = str(instance.get("rolling_back") or "") if instance is not None else ""
+    if state == "running" and marker.split(":")[0] == item.id:
         state = "rolling_back"
     view: dict[str, Any] = {
         "id": item.id,

@@ -26,6 +26,7 @@ from stackl.domain.configs import Stage
 from stackl.domain.ids import ulid
 from stackl.domain.instances import InstanceRequest, parse_request
 from stackl.usecases import documents as document_cases
+from stackl.usecases import hosting
 from stackl.usecases import instances as base
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE
@@ -42,6 +43,8 @@ class Prepared:
     body: dict[str, Any] = field(default_factory=dict)
     payload: dict[str, Any] = field(default_factory=dict)
     document_only: bool = False
+    hosts: hosting.HostPlan = field(default_factory=hosting.HostPlan)
+    base_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _sat_aliases(sat: StoredDocument | None) -> list[str]:
@@ -86,19 +89,6 @@ def merged_request(
         "disable_invocation": request.disable_invocation,
     }
     return InstanceRequest.model_validate(data)
-
-
-def _keep_hosts(old: Mapping[str, Any], replica: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Host names are identities: keep the existing ones, append or drop trailing names only (§4.7)."""
-    fresh = params.get("machine_names")
-    previous = (old.get("provisioning_parameters") or {}).get("machine_names")
-    if isinstance(fresh, list) and isinstance(previous, list):
-        hosts = [*previous[: len(fresh)], *fresh[len(previous) :]]
-        params = parameters.with_machine_names(params, hosts)
-        replica["hosts"] = hosts
-    if "stackl_hosts" in (old.get("outputs") or {}):
-        replica["hosts"] = list(old.get("hosts") or [])
-    return params
 
 
 def _decide(
@@ -191,16 +181,18 @@ async def prepare(
     # New services: kept replicas keep target, index, hosts and outputs; new ones as on create.
     services: dict[str, list[dict[str, Any]]] = {}
     base_params: dict[str, dict[str, Any]] = {}
+    host_plan = hosting.HostPlan()
     outputs = old.get("instance_outputs", {})
     for alias in ctx.aliases:
         services[alias] = []
         previous = old_services.get(alias, [])
         for index, target in enumerate(planned.placed.targets.get(alias, [])):
             replica, params = base.replica_body(ctx, planned, alias, index, target)
-            if index < len(previous):
-                prior = previous[index]
-                params = _keep_hosts(prior, replica, params)
+            prior = previous[index] if index < len(previous) else None
+            if prior is not None:
                 replica["outputs"] = dict(prior.get("outputs") or {})
+                replica["hosts"] = list(prior.get("hosts") or [])
+            host_plan.add(alias, index, params, prior)
             replica["provisioning_parameters"] = parameters.dispatch_params(
                 params, outputs, replica["outputs"]
             )
@@ -257,6 +249,8 @@ async def prepare(
         "placement": answer["explanation"],
         "extra_services": [e.model_dump() for e in merged.services or []],
     }
+    async with ports.store.transaction(readonly=True) as tx:  # host names as they would be now
+        await hosting.fill(tx, host_plan, body, base_params, consume=False)
     records = body.get("steps") or {}
     for group in apply_groups:
         for step in group["steps"]:
@@ -275,7 +269,9 @@ async def prepare(
 
     if merged.disable_invocation:
         body["status"] = copy.deepcopy(old.get("status", []))
-        return Prepared(answer=answer, body=body, document_only=True)
+        return Prepared(
+            answer=answer, body=body, document_only=True, hosts=host_plan, base_params=base_params
+        )
     status: list[dict[str, Any]] = []
     for group in groups:
         for step in group["steps"]:
@@ -311,7 +307,7 @@ async def prepare(
         "removed_aliases": removed_aliases,
         "task_id": task_id,
     }
-    return Prepared(answer=answer, body=body, payload=payload)
+    return Prepared(answer=answer, body=body, payload=payload, hosts=host_plan, base_params=base_params)
 
 
 _PLAN_FIELDS = (
@@ -370,6 +366,7 @@ async def update(
     )
 
     async def write(tx: Transaction) -> int:
+        await hosting.fill(tx, prepared.hosts, new, prepared.base_params, consume=True)
         result = await tx.put(
             doc_type=SI,
             name=name,
@@ -441,6 +438,7 @@ async def restore(
     )
 
     async def write(tx: Transaction) -> int:
+        await hosting.fill(tx, prepared.hosts, new, prepared.base_params, consume=True)
         result = await tx.put(
             doc_type=SI,
             name=name,

@@ -644,3 +644,22 @@ async def test_readers_and_writers_do_not_wait_for_each_other(store: DocumentSto
             current = await reader.get(doc_type="service", name="web")  # a reader while a writer is open
     assert current is not None
     assert current.body == {"v": 2}  # the open writer's change is not visible before it commits
+
+
+# --- host-name counters ---------------------------------------------------------------------------------------
+async def test_counters_grow_commit_with_the_transaction_and_never_go_back(store: DocumentStore) -> None:
+    async with store.transaction(readonly=True) as tx:
+        assert await tx.counters(["app"]) == {}
+    async with store.transaction() as tx:
+        await tx.set_counters({"app": 8002, "web pool": 3})
+    async with store.transaction() as tx:
+        assert await tx.counters(["app", "web pool", "nope"]) == {"app": 8002, "web pool": 3}
+        await tx.set_counters({"app": 8001})  # never decremented
+    with pytest.raises(BoomError):
+        async with store.transaction() as tx:
+            await tx.set_counters({"app": 9000})
+            raise BoomError
+    async with store.transaction(readonly=True) as tx:
+        assert await tx.counters(["app"]) == {"app": 8002}
+        with pytest.raises(RuntimeError):  # a programming error, as for put in a read-only transaction
+            await tx.set_counters({"app": 1})

@@ -315,12 +315,6 @@ async def test_a_failed_delete_keeps_the_document_unless_forced(ports: Ports) ->
     assert await instance(ports) is None
 
 
-def test_host_names_follow_the_template() -> None:
-    assert cases.host_names("bru-web{ri}-{hi}", replica=1, count=2) == ["bru-web02-01", "bru-web02-02"]
-    with pytest.raises(errors.InvalidInput):
-        cases.host_names("a{counter(app, 8000)}", replica=0, count=1)
-
-
 async def test_a_task_the_worker_gives_up_leaves_no_step_in_progress(ports: Ports) -> None:
     await load(ports)
     started = await cases.create(ports, request(), subject="alice", source=SOURCE)

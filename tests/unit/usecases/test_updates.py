@@ -1,5 +1,6 @@
 """Updates of stack instances on the in-memory ports: diff by input hash, scale, add/remove, rollback (§4.3-4.5)."""
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from tests.unit.usecases.test_instances import (
 from stackl import errors
 from stackl.broker.base import Item
 from stackl.usecases import instances as cases
-from stackl.usecases import updates
+from stackl.usecases import operations, updates
 from stackl.usecases.ports import Ports
 
 
@@ -264,3 +265,111 @@ async def test_restoring_a_revision_converges_to_it(ports: Ports) -> None:
         "production.brussels.dmz",
         "production.brussels.zone-b",
     ]
+
+
+@pytest.mark.asyncio
+async def test_host_names_with_counters_are_global_kept_and_appended(ports: Ports) -> None:
+    template = {"stackl_hostname": "bru-web{ri}-{counter(web, 8000)}", "instances": 2}
+    await deployed(ports, zones("zone-b"), replicas={"web": 2}, service_params={"web": template})
+    body = await instance(ports)
+    assert body is not None
+    assert [r["hosts"] for r in body["services"]["web"]] == [
+        ["bru-web01-8000", "bru-web01-8001"],
+        ["bru-web02-8002", "bru-web02-8003"],
+    ]
+    assert body["services"]["web"][1]["provisioning_parameters"]["machine_names"] == [
+        "bru-web02-8002",
+        "bru-web02-8003",
+    ]
+    # A plan shows names without consuming a counter; an update keeps names and appends new ones.
+    await cases.plan(
+        ports, {"stack_instance_name": "shop-prod", "service_params": {"web": {**template, "instances": 3}}}
+    )
+    seen: list[Item] = []
+    await update(ports, seen, service_params={"web": {**template, "instances": 3}})
+    body = await instance(ports)
+    assert body is not None
+    assert [r["hosts"] for r in body["services"]["web"]] == [
+        ["bru-web01-8000", "bru-web01-8001", "bru-web01-8004"],
+        ["bru-web02-8002", "bru-web02-8003", "bru-web02-8005"],
+    ]
+    assert sorted(i.payload["hosts"][-1] for i in seen) == ["bru-web01-8004", "bru-web02-8005"]
+    # The same update again: names and inputs unchanged, nothing runs.
+    seen.clear()
+    await update(ports, seen, service_params={"web": {**template, "instances": 3}})
+    assert seen == []
+
+
+async def agent_failing_once(ports: Ports, fr: str, seen: list[Item]) -> None:
+    """Finish every job READY, except the first update job of ``fr``, which fails."""
+    failed = False
+    while True:
+        for item in await ports.broker.claim(queues=["agent:bru-agent"], owner="a", lease_s=60):
+            seen.append(item)
+            if (
+                item.payload["functional_requirement"] == fr
+                and item.payload["action"] == "update"
+                and not failed
+            ):
+                failed = True
+                result = {"status": "FAILED", "error_message": "boom", "outputs": {}}
+                await ports.broker.fail(item.id, owner="a", epoch=item.lease_epoch, error="x", result=result)
+            else:
+                result = {
+                    "status": "READY",
+                    "error_message": "",
+                    "outputs": OUTPUTS.get(item.payload["functional_requirement"], {}),
+                }
+                await ports.broker.complete(item.id, owner="a", epoch=item.lease_epoch, result=result)
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_update_rollback_reapplies_old_inputs_and_recreates_what_it_deleted(ports: Ports) -> None:
+    before = await deployed(ports, zones("zone-b"), replicas={"web": 2})
+    await updates.update(
+        ports,
+        {
+            "stack_instance_name": "shop-prod",
+            "params": {"owner": "team-b"},
+            "replicas": {"web": 1},
+            "rollback": True,
+        },
+        subject="bob",
+        source=SOURCE,
+    )
+    seen: list[Item] = []
+    lease = await test_instances.claim_task(ports)
+    agent = asyncio.create_task(agent_failing_once(ports, "nginx", seen))
+    try:
+        await asyncio.wait_for(operations.run_task(ports, lease), timeout=10)
+    finally:
+        agent.cancel()
+    task = await ports.broker.get(lease.item.id)
+    assert task is not None
+    assert task.state == "failed"
+    assert task.result is not None
+    assert task.result["rolled_back"] is True, task.result
+    jobs = [
+        (
+            i.payload["service"],
+            i.payload["replica"],
+            i.payload["action"],
+            i.payload["provisioning_parameters"]["owner"],
+        )
+        for i in seen
+    ]
+    assert jobs == [
+        ("web", 1, "delete", "team-a"),  # removal phase
+        ("db", 0, "update", "team-b"),
+        ("web", 0, "update", "team-b"),  # fails: rollback
+        ("web", 1, "create", "team-a"),  # re-created as it was
+        ("db", 0, "update", "team-a"),  # re-applied with revision_before's inputs
+        ("web", 0, "update", "team-a"),
+    ]
+    body = await instance(ports)
+    assert body is not None
+    assert body["instance_params"] == {"owner": "team-a"}
+    assert len(body["services"]["web"]) == 2
+    assert {k: v[0] for k, v in statuses(body).items()} == {k: v[0] for k, v in statuses(before).items()}
+    assert "rolling_back" not in body or body["rolling_back"] is None
