@@ -1,13 +1,17 @@
 """``stackl agent``: a user-side agent process (agents.md §1, §9); wiring only.
 
-Flags (or ``STACKL_AGENT__*`` variables) pick the name, the server, the executor and the data directory; the
-``AgentRunner`` does the rest. SIGTERM/SIGINT start a graceful shutdown; a second signal skips the wait for
-running jobs. Exit 0 after a graceful stop, 2 on bad configuration. Heavy imports stay inside the function,
-so ``stackl --help`` stays fast. Like the rest of ``stackl.agent``, this talks to the server over HTTP only.
+Flags (or ``STACKL_AGENT__*`` variables) pick the name, the server, the executor (``local``, ``docker``,
+``kubernetes`` or ``mock``, with the ``--docker-*`` and ``--k8s-*`` options of agents.md §6.4-6.5) and the
+data directory; the ``AgentRunner`` does the rest. A container executor learns the agent's name and instance
+before the runner starts, and removes what the previous instance left (containers, Kubernetes objects).
+SIGTERM/SIGINT start a graceful shutdown; a second signal skips the wait for running jobs. Exit 0 after a
+graceful stop, 2 on bad configuration. Heavy imports stay inside the function, so ``stackl --help`` stays
+fast. Like the rest of ``stackl.agent``, this talks to the server over HTTP only.
 """
 
 import asyncio
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -29,7 +33,7 @@ def agent(
     token_file: Annotated[
         Path | None, typer.Option("--token-file", help="file holding the agent token")
     ] = None,
-    executor: Annotated[str, typer.Option(help="local or mock")] = "local",
+    executor: Annotated[str, typer.Option(help="local, docker, kubernetes or mock")] = "local",
     max_jobs: Annotated[int, typer.Option("--max-jobs", min=1, max=1024, help="jobs run at once")] = 4,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="default ~/.stackl-agent")] = None,
     automation_dir: Annotated[
@@ -42,6 +46,37 @@ def agent(
     ] = 300.0,
     insecure: Annotated[bool, typer.Option(help="allow http:// to a non-loopback server")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    docker_pull: Annotated[
+        str, typer.Option("--docker-pull", help="always, missing or never (docker and kubernetes)")
+    ] = "missing",
+    docker_user: Annotated[
+        str | None, typer.Option("--docker-user", help="uid:gid of containers (default: the agent's)")
+    ] = None,
+    docker_network: Annotated[
+        str, typer.Option("--docker-network", help="bridge, none, host or a network name")
+    ] = "bridge",
+    docker_mount: Annotated[
+        list[str] | None, typer.Option("--docker-mount", help="extra bind mount /host:/container[:ro]")
+    ] = None,
+    docker_memory: Annotated[str | None, typer.Option("--docker-memory", help="e.g. 512m")] = None,
+    docker_cpus: Annotated[float | None, typer.Option("--docker-cpus", min=0.01, help="e.g. 1.5")] = None,
+    k8s_namespace: Annotated[
+        str | None, typer.Option("--k8s-namespace", help="default: the agent's own namespace")
+    ] = None,
+    k8s_ttl: Annotated[int, typer.Option("--k8s-ttl", min=0, help="ttlSecondsAfterFinished of Jobs")] = 3600,
+    k8s_job_service_account: Annotated[
+        str, typer.Option("--k8s-job-service-account", help="service account of the Jobs' pods")
+    ] = "default",
+    k8s_pending_timeout: Annotated[
+        float, typer.Option("--k8s-pending-timeout", min=1, help="seconds a pod may stay unschedulable")
+    ] = 300.0,
+    k8s_kubeconfig: Annotated[
+        Path | None, typer.Option("--k8s-kubeconfig", help="kubeconfig file (default ~/.kube/config)")
+    ] = None,
+    k8s_context: Annotated[str | None, typer.Option("--k8s-context", help="kubeconfig context")] = None,
+    k8s_in_cluster: Annotated[
+        bool, typer.Option("--k8s-in-cluster", help="use the pod's service account, not a kubeconfig")
+    ] = False,
 ) -> None:
     """Run an agent: pull jobs for NAME from the server and run them."""
     from stackl.config import LoggingSettings
@@ -69,6 +104,21 @@ def agent(
             data_dir=directory,
             automation_dirs=automation_dir or [Path("automation")],
             secret_handler=secret_handler,
+            options=ContainerOptions(
+                pull=docker_pull,
+                user=docker_user,
+                network=docker_network,
+                mounts=list(docker_mount or []),
+                memory=docker_memory,
+                cpus=docker_cpus,
+                namespace=k8s_namespace,
+                ttl_s=k8s_ttl,
+                job_service_account=k8s_job_service_account,
+                pending_timeout_s=k8s_pending_timeout,
+                kubeconfig=k8s_kubeconfig,
+                context=k8s_context,
+                in_cluster=k8s_in_cluster,
+            ),
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -87,12 +137,42 @@ def agent(
     )
 
 
-def build_executor(kind: str, *, data_dir: Path, automation_dirs: list[Path], secret_handler: str) -> Any:
+@dataclass(frozen=True)
+class ContainerOptions:
+    """The ``--docker-*`` and ``--k8s-*`` options (agents.md §6.4, §6.5); ``pull`` serves both executors."""
+
+    pull: str = "missing"
+    user: str | None = None
+    network: str = "bridge"
+    mounts: list[str] = field(default_factory=list)
+    memory: str | None = None
+    cpus: float | None = None
+    namespace: str | None = None
+    ttl_s: int = 3600
+    job_service_account: str = "default"
+    pending_timeout_s: float = 300.0
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+
+def build_executor(
+    kind: str,
+    *,
+    data_dir: Path,
+    automation_dirs: list[Path],
+    secret_handler: str,
+    options: ContainerOptions | None = None,
+) -> Any:
     """The executor named by ``--executor``.
 
     Raises:
-        ValueError: unknown executor or secret handler.
+        ValueError: unknown executor, secret handler, pull policy or mount.
     """
+    options = options or ContainerOptions()
+    if options.pull not in ("always", "missing", "never"):
+        raise ValueError(f"unknown pull policy {options.pull!r}: use always, missing or never")
+    pull: Any = options.pull
     if kind == "mock":
         from stackl.agent.executors.mock import MockExecutor
 
@@ -107,7 +187,47 @@ def build_executor(kind: str, *, data_dir: Path, automation_dirs: list[Path], se
             secret_handler=secret_handler,
         )
         return LocalExecutor(config)
-    raise ValueError(f"unknown executor {kind!r}: use local or mock")
+    if kind == "docker":
+        from stackl.agent.executors.docker import DockerConfig, DockerExecutor
+
+        return DockerExecutor(
+            DockerConfig(
+                data_dir=data_dir,
+                pull=pull,
+                user=options.user,
+                network=options.network,
+                mounts=options.mounts,
+                memory=options.memory,
+                cpus=options.cpus,
+                secret_handler=secret_handler,
+            )
+        )
+    if kind == "kubernetes":
+        from stackl.agent.executors.kubernetes import KubernetesConfig, KubernetesExecutor
+
+        return KubernetesExecutor(
+            KubernetesConfig(
+                data_dir=data_dir,
+                namespace=options.namespace,
+                kubeconfig=options.kubeconfig,
+                context=options.context,
+                in_cluster=options.in_cluster,
+                ttl_s=options.ttl_s,
+                service_account=options.job_service_account,
+                pending_timeout_s=options.pending_timeout_s,
+                pull=pull,
+                secret_handler=secret_handler,
+            )
+        )
+    raise ValueError(f"unknown executor {kind!r}: use local, docker, kubernetes or mock")
+
+
+def _previous_instance(data_dir: Path) -> str | None:
+    """The instance id the last run of this agent recorded (the runner overwrites it when it starts)."""
+    try:
+        return (data_dir / "instance-id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 async def _serve(
@@ -138,6 +258,11 @@ async def _serve(
             shutdown_timeout_s=shutdown_timeout,
             labels=labels,
         )
+        start = getattr(executor, "start", None)  # container executors: clean up after the previous instance
+        if start is not None:
+            await start(
+                agent=name, instance_id=runner.instance_id, previous_instance_id=_previous_instance(data_dir)
+            )
         log.info(
             "agent_started",
             agent=name,
