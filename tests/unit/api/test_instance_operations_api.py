@@ -40,3 +40,21 @@ async def test_put_errors_name_the_problem(api: httpx.AsyncClient) -> None:
     )
     assert stale.status_code == 412
     assert (await api.post("/tasks/01NOPE/cancel")).status_code == 404
+
+
+async def test_restoring_an_instance_revision_starts_a_restore_task(api: httpx.AsyncClient) -> None:
+    await seed(api, *ESTATE)
+    created = await api.post("/stack_instances", json=CREATE)
+    await api.post(f"/tasks/{created.headers['Stackl-Task-Id']}/cancel")
+    updated = await api.put("/stack_instances", json={"stack_instance_name": "shop", "params": {"a": 1}})
+    await api.post(f"/tasks/{updated.headers['Stackl-Task-Id']}/cancel")
+    restored = await api.post("/documents/stack_instance/shop/restore", json={"revision": 1})
+    assert restored.status_code == 200, restored.text
+    task = (await api.get(restored.headers["Location"])).json()
+    assert task["kind"] == "restore"
+    assert restored.json()["instance_params"] == {}
+    history = (await api.get("/documents/stack_instance/shop/revisions")).json()["items"]
+    assert history[0]["action"] == "restore"
+    assert history[0]["restored_from"] == 1
+    missing = await api.post("/documents/stack_instance/shop/restore", json={"revision": 99})
+    assert missing.status_code == 404
