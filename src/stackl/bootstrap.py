@@ -14,7 +14,10 @@ from stackl.broker.sql import SqlBroker
 from stackl.config import Settings
 from stackl.datastore import migrate
 from stackl.datastore.agents_sql import SqlAgentRegistry
+from stackl.datastore.audit_sql import SqlAuditLog
+from stackl.datastore.encryption import SecretBox
 from stackl.datastore.sql import SqlDocumentStore
+from stackl.datastore.tokens_sql import SqlTokenStore
 from stackl.domain.clock import Clock, SystemClock
 from stackl.policy.rego import RegoPolicyEngine
 from stackl.usecases.ports import Ports
@@ -82,11 +85,14 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
     """
     clock = clock or SystemClock()
     prepare_data_dir(settings)
+    key = hash_key(settings)
+    box = SecretBox(key)  # its own HKDF subkey: the raw key stays the input-hash HMAC key
     store = SqlDocumentStore(
         settings.database_url,
         clock=clock,
         pool_size=settings.database.pool_size,
         busy_timeout_s=settings.database.busy_timeout_s,
+        secret_box=box,
     )
     policies = RegoPolicyEngine(max_workers=settings.policy.threads)
     try:
@@ -102,7 +108,10 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
                 task_max_attempts=settings.tasks.max_lease_expiries + 1,
                 task_timeout_s=settings.tasks.timeout_s,
                 rollback=settings.tasks.rollback,
-                hash_key=hash_key(settings),
+                hash_key=key,
+                tokens=SqlTokenStore(store),
+                audit=SqlAuditLog(store),
+                secret_box=box,
             )
     finally:
         policies.close()

@@ -79,6 +79,10 @@ class AuthSettings(BaseModel):
 
     enabled: bool | None = Field(None, description="None = off on a loopback bind, on otherwise")
     insecure: bool = Field(False, description="allow a non-loopback bind without auth (explicit opt-out)")
+    token_path_prefix: bool = Field(
+        False,
+        description="accept /t/<token>/ in front of a path (for the 0.5 client; short-lived tokens only)",
+    )
 
 
 class LoggingSettings(BaseModel):

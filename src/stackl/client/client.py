@@ -293,6 +293,27 @@ class StacklClient:
         body = {"reason": reason} if reason else {}
         return dict(await self._json("POST", f"/tasks/{segment(task_id)}/cancel", body=body))
 
+    # --- tokens and audit (api.md §B.6, §B.7) ----------------------------------------------------------------
+    async def create_token(self, body: JsonDict) -> JsonDict:
+        """``POST /auth/tokens``: the new token, its secret included (shown this once)."""
+        return dict(await self._json("POST", "/auth/tokens", body=body))
+
+    async def list_tokens(self, *, include_revoked: bool = False) -> list[JsonDict]:
+        """``GET /auth/tokens``: tokens without secrets."""
+        params: dict[str, str | int] = {"include_revoked": "true"} if include_revoked else {}
+        return await self._pages("/auth/tokens", params)
+
+    async def revoke_token(self, token_id: str) -> None:
+        """``DELETE /auth/tokens/{id}``."""
+        await self._json("DELETE", f"/auth/tokens/{segment(token_id)}")
+
+    async def list_audit(self, *, limit: int | None = None, **filters: str | None) -> list[JsonDict]:
+        """``GET /audit``, newest first; filters: ``subject``, ``action``, ``since``, ``resource_type``."""
+        params: dict[str, str | int] = {k: v for k, v in filters.items() if v}
+        if limit is not None:
+            params["limit"] = min(limit, 1000)
+        return await self._pages("/audit", params, limit=limit)
+
     # --- logs (api.md §B.2, §B.3): pages {items, next_cursor, more, finished} -----------------------------
     async def task_logs(
         self, task_id: str, *, cursor: str | None = None, wait_s: float = 0, **filters: str | None

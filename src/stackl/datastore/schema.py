@@ -19,7 +19,11 @@ Tables:
   ``last_seen`` for liveness (spec/agents.md §1.2-1.3, ``datastore/agents.py``).
 - ``job_attempts``: one row per dispatch of an agent job (``queue_items`` row, attempt number): who claimed
   it, when it started, its log size and its result (the first one wins).
+- ``counters``: the next value of each host-name counter (lifecycle.md §4.7).
 - ``job_logs``: the masked log lines of each attempt, keyed by ``seq`` so resent batches store nothing twice.
+- ``api_tokens``: API tokens by id, with the SHA-256 of the secret (never the secret), role, bound agent,
+  expiry, last use and revocation (spec/api.md §B.6).
+- ``audit_log``: one row per mutating request and agent claim (spec/api.md §B.7); request bodies never.
 
 Bodies are JSON *text*: ``JSON`` is PostgreSQL's ``json`` type (not ``jsonb``), which keeps the submitted
 text and so its key order (spec/documents.md §2.3), and text on SQLite; the engine serialises with
@@ -123,6 +127,14 @@ doc_references = sa.Table(
     # The referring document must exist; the referred one need not (dangling references are allowed).
     sa.ForeignKeyConstraint(["from_type", "from_name"], ["documents.type", "documents.name"]),
     sa.Index("ix_doc_references_to", "to_type", "to_name"),
+)
+
+# Persistent host-name counters ``{counter(NAME, START)}`` (lifecycle.md §4.7): global, only ever growing.
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(NAME_LENGTH), primary_key=True),
+    sa.Column("next_value", sa.BigInteger, nullable=False),
 )
 
 # --- the broker's queue (broker/base.py) ---------------------------------------------------------------------
@@ -239,4 +251,49 @@ job_logs = sa.Table(
     sa.Column("time", UtcDateTime, nullable=False),
     sa.Column("stream", sa.String(16), nullable=False),
     sa.Column("line", sa.Text, nullable=False),
+)
+
+
+# --- API tokens and the audit log (datastore/tokens.py, datastore/audit.py) ---------------------------------
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(ID_LENGTH), primary_key=True),  # tok_…: shown in lists, audit and whoami
+    sa.Column(
+        "hash", sa.String(64), nullable=False, unique=True
+    ),  # hex SHA-256 of the token; never the token
+    sa.Column("subject", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("agent", sa.String(NAME_LENGTH), nullable=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("created_by", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("last_used_at", UtcDateTime, nullable=True),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.String(ID_LENGTH), primary_key=True),  # ULID: sorts by time
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("subject", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("resource_type", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("resource_name", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=True),
+    sa.Column("task_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("remote_addr", sa.String(64), nullable=False),
+    sa.Column("user_agent", sa.Text, nullable=False),
+    sa.Column("detail", _body(nullable=True), nullable=True),  # e.g. the job ids of a claim; never a body
+    sa.Index("ix_audit_log_time", "time"),
+    sa.Index("ix_audit_log_subject", "subject", "time"),
 )

@@ -7,6 +7,10 @@ retry its transaction. The same write appends the history row and replaces the d
 the same transaction. Each transaction remembers the rows it read (``get``, ``get_many``, ``list``), so
 the usual read-validate-write costs one SELECT, and a second read of a key returns what the first saw.
 
+With a ``SecretBox`` the secret values of each body are encrypted on their way into ``documents`` and
+``revisions`` and decrypted on the way out (``datastore/encryption.py``): the database holds no secret in clear,
+and callers see the same bodies as without encryption.
+
 On SQLite, write transactions start with ``BEGIN IMMEDIATE`` and are queued per process on an asyncio lock
 (``dialects.Flavour.serialises_writers``), so they never conflict; on PostgreSQL (read committed) the
 conditional statements catch every lost update. What differs between the two is in ``dialects.py``.
@@ -19,7 +23,7 @@ import asyncio
 import builtins
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -41,6 +45,8 @@ from stackl.datastore.base import (
     WriteAction,
     WriteResult,
 )
+from stackl.datastore.encryption import SecretBox
+from stackl.datastore.schema import counters as counters_table
 from stackl.datastore.schema import doc_references, documents, revisions
 from stackl.domain.clock import Clock, SystemClock
 
@@ -102,6 +108,7 @@ class SqlDocumentStore(DocumentStore):
         clock: Clock | None = None,
         pool_size: int = 10,
         busy_timeout_s: float = 30.0,
+        secret_box: SecretBox | None = None,
     ) -> None:
         self.kind = dialects.backend(url)
         self._url, self._pool_size, self._busy_timeout_s = url, pool_size, busy_timeout_s
@@ -112,6 +119,7 @@ class SqlDocumentStore(DocumentStore):
         self._insert_document = self._flavour.insert_if_absent(documents)  # built once, used by every create
         self._writers = asyncio.Lock()
         self._head, self._known = "", frozenset[str]()
+        self._box = secret_box
 
     async def __aenter__(self) -> Self:
         self._engine = dialects.create_engine(
@@ -162,6 +170,7 @@ class SqlDocumentStore(DocumentStore):
                     clock=self._clock,
                     readonly=readonly,
                     insert_document=self._insert_document,
+                    secret_box=self._box,
                 )
                 with dialects.wrap_errors():
                     await connection.commit()
@@ -209,18 +218,35 @@ class SqlTransaction(Transaction):
         clock: Clock,
         readonly: bool,
         insert_document: sa.Insert,
+        secret_box: SecretBox | None = None,
     ):
         self.connection = connection
         self._flavour, self._clock, self._readonly = flavour, clock, readonly
         self._insert_document = insert_document  # INSERT … ON CONFLICT DO NOTHING, built once per store
         self._seen: dict[Key, _Seen | None] = {}
+        self._box = secret_box
+
+    def _seal(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._box.seal(body) if self._box is not None else body
+
+    def _document(self, row: sa.Row[Any]) -> StoredDocument:
+        document = _document(row)
+        if self._box is None:
+            return document
+        return dataclasses.replace(document, body=self._box.unseal(document.body))
+
+    def _entry(self, row: sa.Row[Any]) -> RevisionEntry:
+        entry = _entry(row)
+        if self._box is None or entry.body is None:
+            return entry
+        return dataclasses.replace(entry, body=self._box.unseal(entry.body))
 
     async def _execute(self, statement: sa.Executable, parameters: Any = None) -> sa.CursorResult[Any]:
         with dialects.wrap_errors():
             return await self.connection.execute(statement, parameters)
 
     def _remember(self, row: sa.Row[Any]) -> StoredDocument | None:
-        document = None if row.deleted else _document(row)
+        document = None if row.deleted else self._document(row)
         self._seen[(row.type, row.name)] = _Seen(row.revision, document, bool(row.has_references))
         return document
 
@@ -304,7 +330,7 @@ class SqlTransaction(Transaction):
             query = query.where(revisions.c.revision < rules.decode_history_cursor(cursor))
         if limit is not None:
             query = query.limit(limit + 1)
-        entries = [_entry(row) for row in await self._execute(query)]
+        entries = [self._entry(row) for row in await self._execute(query)]
         if not entries and not await self._ever_existed((doc_type, name)):
             raise errors.DocumentNotFound(doc_type, name)
         if limit is not None and len(entries) > limit:
@@ -315,7 +341,7 @@ class SqlTransaction(Transaction):
     async def revision(self, *, doc_type: str, name: str, revision: int) -> RevisionEntry:
         row = (await self._execute(_SELECT_REVISION, _key((doc_type, name), revision))).first()
         if row is not None:
-            return _entry(row)
+            return self._entry(row)
         if not await self._ever_existed((doc_type, name)):
             raise errors.DocumentNotFound(doc_type, name)
         raise errors.RevisionNotFound(doc_type, name, revision)
@@ -326,6 +352,31 @@ class SqlTransaction(Transaction):
 
     async def count(self, *, doc_type: str) -> int:
         return int((await self._execute(_COUNT, {"key_type": doc_type})).scalar_one())
+
+    # --- host-name counters --------------------------------------------------------------------------------
+    async def counters(self, names: Sequence[str]) -> dict[str, int]:
+        if not names:
+            return {}
+        table = counters_table
+        statement = sa.select(table.c.name, table.c.next_value).where(table.c.name.in_(sorted(names)))
+        if not self._readonly:
+            statement = statement.with_for_update()  # held until commit; SQLite serialises writers anyway
+        rows = (await self._execute(statement)).all()
+        return {str(row.name): int(row.next_value) for row in rows}
+
+    async def set_counters(self, values: Mapping[str, int]) -> None:
+        rules.check_writable(self._readonly)
+        table = counters_table
+        for name, value in sorted(values.items()):
+            updated = await self._execute(
+                sa.update(table)
+                .where(table.c.name == name, table.c.next_value < value)
+                .values(next_value=value)
+            )
+            if updated.rowcount == 0:
+                exists = await self._execute(sa.select(table.c.name).where(table.c.name == name))
+                if exists.first() is None:  # a concurrent first use of the same counter → conflict, retried
+                    await self._execute(sa.insert(table).values(name=name, next_value=value))
 
     # --- writes ------------------------------------------------------------------------------------------
     async def put(
@@ -371,16 +422,15 @@ class SqlTransaction(Transaction):
             updated_at=now,
             updated_by=subject,
         )
-        values = _values(document) | {"deleted": False}
+        sealed = self._seal(document.body)  # what the database holds: secret values encrypted
+        values = _values(document) | {"body": sealed, "deleted": False}
         if seen is None:
             await self._write(key, self._insert_document, values)
         else:
             await self._write(key, _UPDATE_AT_REVISION, _key(key, seen.revision) | _without_key(values))
         action = action or rules.default_action(exists=live is not None)
         await self._append(
-            RevisionEntry(
-                doc_type, name, revision, action, now, subject, document.body, task_id, restored_from
-            )
+            RevisionEntry(doc_type, name, revision, action, now, subject, sealed, task_id, restored_from)
         )
         if seen is not None and seen.has_references:
             await self._execute(_DELETE_REFERENCES, _key(key))

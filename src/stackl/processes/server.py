@@ -6,20 +6,22 @@ uvicorn. Heavy imports happen inside the command so that ``stackl --help`` stays
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stackl.config import Settings
+from stackl.config import Settings, is_loopback
 from stackl.processes.common import build_settings, exit_for
 
 if TYPE_CHECKING:
     import uvicorn
 
+    from stackl.domain.auth import Subject
     from stackl.usecases.ports import Ports
 
 
@@ -47,15 +49,7 @@ def server(
         overrides["auth"] = {"enabled": auth, "insecure": insecure}
     if log_level:
         overrides["logging"] = {"level": log_level}
-    settings = build_settings(overrides)
-    if settings.auth_enabled:
-        # API tokens are not implemented yet: serving an open API on a reachable address must be a choice.
-        typer.echo(
-            "error: authentication is not available in this version; bind to a loopback address, "
-            "or pass --no-auth --insecure to serve without it",
-            err=True,
-        )
-        raise typer.Exit(2)
+    settings = build_settings(overrides)  # exit 2: --no-auth on a non-loopback address without --insecure
     with exit_for():
         asyncio.run(_serve(settings))
 
@@ -73,7 +67,14 @@ async def _serve(settings: Settings) -> None:
     else:
         await bootstrap.require_current_schema(settings)
     async with bootstrap.open_ports(settings) as ports:
-        app = create_app(settings, ports)
+        agent_token, internal = _embedded_agent_credential(settings)
+        if settings.auth_enabled:
+            await _first_admin_token(settings, ports, log)
+        elif not is_loopback(settings.server.host):
+            log.warning(
+                "auth_disabled", host=settings.server.host, detail="--insecure: anyone may call the API"
+            )
+        app = create_app(settings, ports, internal_subjects=internal)
         config = uvicorn.Config(
             app,
             host=settings.server.host,
@@ -96,7 +97,7 @@ async def _serve(settings: Settings) -> None:
         signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
         async with _in_process_worker(settings, ports, server):
             if settings.server.agent:
-                await _serve_with_agent(settings, server)
+                await _serve_with_agent(settings, server, token=agent_token)
             else:
                 await server.serve()
         log.info("server_stopped")
@@ -137,7 +138,50 @@ async def _in_process_worker(
         await worker  # a failure of the worker loop surfaces here, before the ports close
 
 
-async def _serve_with_agent(settings: Settings, server: "uvicorn.Server") -> None:
+def _embedded_agent_credential(settings: Settings) -> tuple[str | None, dict[str, "Subject"]]:
+    """A random token for the embedded agent ``common``, valid in this process only and never stored."""
+    from stackl.domain import auth
+    from stackl.usecases import tokens as token_cases
+
+    if not (settings.auth_enabled and settings.server.agent):
+        return None, {}
+    secret = token_cases.new_secret()
+    subject = auth.Subject(name="agent:common", roles=(auth.Role.agent,), agent="common")
+    return secret, {auth.token_hash(secret): subject}
+
+
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name
+
+
+async def _first_admin_token(settings: Settings, ports: "Ports", log: Any) -> None:
+    """With auth on and no usable admin token, create one into ``<data_dir>/admin.token`` (0600).
+
+    The path is printed, never the token. A token file left from an earlier start is kept as it is.
+    """
+    from stackl.domain.auth import Role
+    from stackl.usecases import tokens as token_cases
+
+    if await token_cases.has_usable(ports, Role.admin):
+        return
+    created = await token_cases.issue(
+        ports, subject="admin", role=Role.admin, description="created at the first start", created_by="stackl"
+    )
+    path = settings.data_dir / ADMIN_TOKEN_FILE
+
+    def write() -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(created.secret + "\n")
+
+    await asyncio.to_thread(write)
+    log.info("admin_token_created", path=str(path), token_id=created.record.id)
+
+
+async def _serve_with_agent(
+    settings: Settings, server: "uvicorn.Server", *, token: str | None = None
+) -> None:
     """Serve the API and run the embedded agent ``common`` against it, over loopback HTTP.
 
     The agent speaks the same protocol as any other (agents.md: "the same protocol"); it starts once the
@@ -148,7 +192,7 @@ async def _serve_with_agent(settings: Settings, server: "uvicorn.Server") -> Non
 
     from stackl.agent.protocol import AgentProtocol
     from stackl.agent.runner import AgentRunner
-    from stackl.processes.agent import build_executor
+    from stackl.processes.agent import build_executor, previous_instance
 
     log = structlog.get_logger("stackl.server")
     data_dir = settings.data_dir / "agent"
@@ -168,9 +212,15 @@ async def _serve_with_agent(settings: Settings, server: "uvicorn.Server") -> Non
             if server.should_exit:
                 return
             await asyncio.sleep(0.05)
-        async with AgentProtocol(url, "common") as protocol:
+        async with AgentProtocol(url, "common", token=token) as protocol:
             runner = AgentRunner(
                 name="common", protocol=protocol, executor=executor, data_dir=data_dir, shutdown_timeout_s=0
+            )
+            # What a killed previous run left (tool process groups, job directories) goes first.
+            await executor.start(
+                agent="common",
+                instance_id=runner.instance_id,
+                previous_instance_id=previous_instance(data_dir),
             )
             await runner.run(stop, force)
 

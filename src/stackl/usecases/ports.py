@@ -8,16 +8,20 @@ from dataclasses import dataclass, field
 
 from stackl.broker.base import Broker
 from stackl.datastore.agents import AgentRegistry
+from stackl.datastore.audit import AuditLog, InMemoryAuditLog
 from stackl.datastore.base import DocumentStore
+from stackl.datastore.encryption import SecretBox
+from stackl.datastore.tokens import InMemoryTokenStore, TokenStore
 from stackl.domain.clock import Clock, SystemClock
 from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
 
 
 @dataclass(frozen=True, slots=True)
 class Ports:
-    """Open adapters: the document store, the task queue, the policy engine, the agent registry, the clock.
+    """Open adapters, in one object every use case receives.
 
-    (The secret box comes later.)
+    The document store, the task queue, the policy engine, the agent registry, the clock, the API tokens, the
+    audit log and the secret box (None: nothing is encrypted, as in the in-memory fakes).
     """
 
     store: DocumentStore
@@ -35,3 +39,6 @@ class Ports:
     task_max_attempts: int = (
         6  # a task survives this many lost workers minus one (tasks.max_lease_expiries + 1)
     )
+    tokens: TokenStore = field(default_factory=InMemoryTokenStore)
+    audit: AuditLog = field(default_factory=InMemoryAuditLog)
+    secret_box: SecretBox | None = None  # encrypts secret values at rest (job payloads, for the broker)

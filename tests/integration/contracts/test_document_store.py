@@ -655,10 +655,14 @@ async def test_counters_grow_commit_with_the_transaction_and_never_go_back(store
     async with store.transaction() as tx:
         assert await tx.counters(["app", "web pool", "nope"]) == {"app": 8002, "web pool": 3}
         await tx.set_counters({"app": 8001})  # never decremented
-    with pytest.raises(BoomError):
+
+    async def rolled_back() -> None:
         async with store.transaction() as tx:
             await tx.set_counters({"app": 9000})
             raise BoomError
+
+    with pytest.raises(BoomError):
+        await rolled_back()
     async with store.transaction(readonly=True) as tx:
         assert await tx.counters(["app"]) == {"app": 8002}
         with pytest.raises(RuntimeError):  # a programming error, as for put in a read-only transaction

@@ -4,32 +4,36 @@ Pages are rendered on the server from templates under ``templates/`` with autoes
 any document name or value is shown as text, never as markup. A little htmx (vendored under ``static/``)
 polls status fragments; every page works without it.
 
-- **Access**: every UI route depends on `ui_access` (added once, on the UI router). Authentication comes in a
-  later issue: its token or session check goes there and nowhere else.
+- **Access**: every UI route depends on `ui_access` (added once, on the UI router): the same authentication
+  and authorization as the API (``deps.decide``), with the token from the session cookie set by the login
+  page (``login_router``: HttpOnly, SameSite=Strict, path ``/ui``, Secure over HTTPS) or a Bearer header.
+  Without a valid token a page redirects to ``/ui/login``; a refusal is the 403 page with the policy's
+  reasons. The static files need no token.
 - **Errors**: `UIRoute` turns a `StacklError` (and a bad query parameter) into an HTML error page with the
   status the API would give (``problems.status_of``), instead of a problem+json body.
 - **CSRF**: every POST depends on `same_origin`: the browser's ``Origin`` header (else ``Referer``) must name
   the host the request was sent to. Browsers always send ``Origin`` on a cross-site form POST or fetch and a
   page cannot forge it, so a form on another site can never make the operator's browser change STACKL. The
-  UI sets no cookies yet; a per-session token can replace the check when sessions come with authentication.
+  session cookie is SameSite=Strict as well, so a cross-site request does not even carry it.
 """
 
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import jinja2
 import yaml
-from fastapi import Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
 from stackl import errors
-from stackl.api import problems
+from stackl.api import deps, problems
 from stackl.datastore.agents import LogLine
 from stackl.domain import revisions
+from stackl.usecases import tokens as token_cases
 from stackl.usecases.ports import Ports
 
 PREFIX = "/ui"
@@ -148,6 +152,8 @@ class UIRoute(APIRoute):
         async def ui_handler(request: Request) -> Response:
             try:
                 return await handler(request)
+            except errors.Unauthenticated:
+                return login_redirect(request)
             except errors.StacklError as exc:
                 return error_page(request, exc)
             except RequestValidationError as exc:
@@ -160,9 +166,36 @@ class UIRoute(APIRoute):
         return ui_handler
 
 
+PUBLIC_PAGES = frozenset({"ui_static"})
+
+
 async def ui_access(request: Request) -> None:
-    """The one place where UI requests are authenticated and authorized (a later issue adds the check)."""
+    """The one place where UI requests are authenticated and authorized (see the module docstring).
+
+    Raises:
+        Unauthenticated: no valid token (``UIRoute`` answers with a redirect to the login page).
+        Forbidden: the authorization policy refused.
+    """
     request.state.ui = True
+    name = str(getattr(request.scope.get("route"), "name", "") or "")
+    if name in PUBLIC_PAGES:
+        return
+    await deps.decide(request, name)
+
+
+def login_redirect(request: Request) -> Response:
+    """To the login page, coming back to this page afterwards."""
+    target = request.url.path if request.method == "GET" else PREFIX
+    if request.url.query and request.method == "GET":
+        target += "?" + request.url.query
+    return RedirectResponse(f"{PREFIX}/login?{urlencode({'next': target})}", status_code=303)
+
+
+def _safe_next(value: str) -> str:
+    """Only a UI page of this server: never another site (no open redirect)."""
+    if value.startswith(PREFIX) and not value.startswith("//") and "\\" not in value:
+        return value
+    return PREFIX
 
 
 def same_origin(request: Request) -> None:
@@ -220,3 +253,43 @@ async def job_log(ports: Ports, job_id: str, *, attempt: int | None = None) -> l
     Temporary: reads the agent registry port directly until ``usecases/logs.py`` offers step logs.
     """
     return await ports.agents.logs(job_id, attempt=attempt)
+
+
+login_router = APIRouter(prefix=PREFIX, tags=["ui"], route_class=UIRoute, include_in_schema=False)
+
+
+@login_router.get("/login", name="ui_login")
+async def login_page(request: Request, next: str = PREFIX) -> HTMLResponse:
+    """The sign-in form (a token; there are no passwords)."""
+    return render(request, "login.html", next=_safe_next(next), message="")
+
+
+@login_router.post("/login", name="ui_login_submit", dependencies=[Depends(same_origin)])
+async def login_submit(request: Request) -> Response:
+    """Check the token and keep it in the session cookie."""
+    form = await read_form(request)
+    target = _safe_next(form.get("next", PREFIX))
+    ports: Ports = request.app.state.ports
+    internal = getattr(request.app.state, "internal_subjects", {})
+    try:
+        await token_cases.authenticate(ports, form.get("token", "").strip(), extra=internal)
+    except errors.Unauthenticated:
+        return render(request, "login.html", status=401, next=target, message="invalid or expired token")
+    response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    response.set_cookie(
+        deps.COOKIE,
+        form.get("token", "").strip(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=PREFIX,
+    )
+    return response
+
+
+@login_router.post("/logout", name="ui_logout", dependencies=[Depends(same_origin)])
+async def logout(request: Request) -> Response:
+    """Forget the session cookie."""
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(deps.COOKIE, path=PREFIX)
+    return response
