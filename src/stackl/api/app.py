@@ -1,14 +1,17 @@
 """The app factory: builds the API (0.5 paths and new ones) around ports that are already open.
 
 Nothing here opens a database or reads the environment: ``processes.server`` (or a test) opens the ports and
-passes them in, so the same app runs on the in-memory fakes, SQLite or PostgreSQL.
+passes them in, so the same app runs on the in-memory fakes, SQLite or PostgreSQL. Every API router carries
+``deps.access`` (authentication and authorization); the UI router carries ``ui.common.ui_access`` instead.
 """
 
-from fastapi import FastAPI
+from collections.abc import Mapping
+
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from stackl import __version__
-from stackl.api import problems
+from stackl.api import deps, metrics, openapi, problems
 from stackl.api.legacy import (
     about,
     functional_requirements,
@@ -21,9 +24,23 @@ from stackl.api.legacy import (
     stack_instances,
 )
 from stackl.api.middleware import RequestContextMiddleware
-from stackl.api.routes import agents, documents, health, instances, logs, policies, tasks
+from stackl.api.routes import (
+    agents,
+    audit,
+    documents,
+    drift,
+    events,
+    health,
+    instances,
+    logs,
+    policies,
+    tasks,
+    tokens,
+)
+from stackl.api.ui import common as ui_common
 from stackl.api.ui import pages as ui
 from stackl.config import Settings
+from stackl.domain.auth import Subject
 from stackl.usecases.ports import Ports
 
 
@@ -32,18 +49,33 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(settings: Settings, ports: Ports) -> FastAPI:
-    """Build the API around open ports."""
+def create_app(
+    settings: Settings, ports: Ports, *, internal_subjects: Mapping[str, Subject] | None = None
+) -> FastAPI:
+    """Build the API around open ports.
+
+    Args:
+        settings: the process settings (auth on or off, limits).
+        ports: the open adapters.
+        internal_subjects: in-process credentials by token hash (the embedded agent's), never stored.
+    """
     app = FastAPI(
         title="STACKL",
         version=__version__,
         description="Model infrastructure, describe applications, automate their orchestration.",
         generate_unique_id_function=_operation_id,
     )
+    ports = metrics.instrument(ports)
     app.state.settings, app.state.ports = settings, ports
+    app.state.internal_subjects = dict(internal_subjects or {})
     problems.install(app)
+    access = [Depends(deps.access)]
+    openapi.install(app)
     for module in (
         health,
+        metrics,
+        events,
+        drift,
         about,
         infrastructure_base,
         functional_requirements,
@@ -59,8 +91,17 @@ def create_app(settings: Settings, ports: Ports) -> FastAPI:
         logs,
         policies,
         agents,
-        ui,
+        tokens,
+        audit,
     ):
-        app.include_router(module.router)
-    app.add_middleware(RequestContextMiddleware, clock=ports.clock)
+        app.include_router(module.router, dependencies=access)
+    app.include_router(ui_common.login_router)  # before the UI router, whose catch-all would shadow it
+    app.include_router(ui.router)
+    app.add_middleware(
+        RequestContextMiddleware,
+        clock=ports.clock,
+        ports=ports,
+        token_path_prefix=settings.auth.token_path_prefix,
+    )
+    app.add_middleware(metrics.MetricsMiddleware)
     return app

@@ -5,6 +5,7 @@ the most specific entry wins. ``detail`` is always a string (the 0.5 CLI prints 
 ``{loc, msg, type}``; an error's structured attributes (referrers, explanation…) become extra members.
 """
 
+import re
 from typing import Any
 
 import structlog
@@ -145,7 +146,30 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(code, "error")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.url.path}"
-    return problem(request, status=exc.status_code, code=code, detail=detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request) or [headers.get("Allow", "GET")])
+    return problem(request, status=exc.status_code, code=code, detail=detail, headers=headers)
+
+
+_TEMPLATE_PARAM = re.compile(r"\\{[^/]+?\\}")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the documented paths matching this request's path serve (several routes may share one).
+
+    Starlette's ``Allow`` names the first partially matching route's methods only.
+    """
+    try:
+        paths: dict[str, Any] = request.app.openapi().get("paths", {})
+    except Exception:
+        return []
+    found: set[str] = set()
+    for template, item in paths.items():
+        pattern = _TEMPLATE_PARAM.sub("[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            found.update(m.upper() for m in item if m in {"get", "put", "post", "delete", "patch"})
+    return sorted(found)
 
 
 def internal_error(request: Request, exc: BaseException) -> JSONResponse:

@@ -15,12 +15,15 @@ import typer
 from stackl import __version__
 from stackl.cli import (
     apply,
+    audit,
     connect,
     context,
     create,
     delete,
     describe,
+    drift,
     edit,
+    events,
     get,
     history,
     info,
@@ -29,6 +32,7 @@ from stackl.cli import (
     plan,
     policy,
     tasks,
+    token,
 )
 
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -49,6 +53,9 @@ def register(app: typer.Typer) -> None:
         "restore": history.restore,
         "plan": plan.plan,
         "logs": logs.logs,
+        "audit": audit.audit,
+        "events": events.events,
+        "drift": drift.drift,
     }
     for name, command in commands.items():
         app.command(name, context_settings=HELP_SETTINGS)(command)
@@ -72,6 +79,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(update_group, name="update", context_settings=HELP_SETTINGS)
     app.add_typer(describe.app, name="describe", context_settings=HELP_SETTINGS)
     app.add_typer(tasks.app, name="tasks", context_settings=HELP_SETTINGS)
+    app.add_typer(token.app, name="token", context_settings=HELP_SETTINGS)
 
 
 def _print_version(value: bool) -> None:
