@@ -11,7 +11,9 @@ For each database (SQLite file; PostgreSQL when PG* variables point at a server)
   with the enqueue → claim latency;
 - **baseline**, in the same run on the same database: the same number of items enqueued, claimed (16 at a
   time) and completed directly through the broker in this process: no HTTP, no agent, no worker. The ratio
-  column is the baseline rate divided by the row's rate (how many times slower than the bare queue).
+  column is the baseline rate divided by the row's rate (how many times slower than the bare queue);
+- **CPU per job** of the burst: the CPU time (user + system, from ``/proc``) the server, the agent and this
+  process (the enqueuer) spent during the burst, divided by the jobs: where the cost of a job goes.
 
     python -m bench.dispatch [--quick] [--jobs N] [--tasks N] [--paced N] [--sqlite-only]
 """
@@ -141,27 +143,43 @@ async def baseline(broker: SqlBroker, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-async def run_jobs(url: str, database_url: str, jobs: int, paced: int) -> list[list[object]]:
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) a process used so far; 0 where ``/proc`` is missing."""
+    try:
+        fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_jobs(
+    url: str, database_url: str, jobs: int, paced: int, *, pids: dict[str, int]
+) -> tuple[list[list[object]], str]:
     async with SqlDocumentStore(database_url) as store, SqlBroker(store) as broker:
         base = await baseline(broker, jobs)
         queue = f"agent:{AGENT}"
         specs = [ItemSpec(queue=queue, kind="job", payload=job_payload(i)) for i in range(jobs)]
         await enqueue(broker, specs[: min(20, jobs)])  # warm-up: connections, first claims
         await drained(broker, queue)
+        cpu_before = {role: cpu_s(pid) for role, pid in pids.items()} | {"bench": cpu_s()}
         start = time.perf_counter()
         burst = await enqueue(broker, specs)
         await drained(broker, queue)
         rate = jobs / (time.perf_counter() - start)
+        cpu_after = {role: cpu_s(pid) for role, pid in pids.items()} | {"bench": cpu_s()}
         burst_lat = await latencies(store, burst, agent_start=True)
         paced_ids = await enqueue(broker, specs[:paced], pace_s=PACE_S)
         await drained(broker, queue)
         paced_lat = await latencies(store, paced_ids, agent_start=True)
     ms = 1000.0
+    cpu = ", ".join(
+        f"{role} {(cpu_after[role] - cpu_before[role]) * ms / jobs:.2f}" for role in sorted(cpu_after)
+    )
     return [
         ["broker in-process (baseline)", base, "", "", 1.0],
         [f"jobs via agent, burst of {jobs}", rate, *_p(burst_lat, ms), base / rate],
         [f"jobs via agent, paced {1 / PACE_S:.0f}/s x {paced}", "", *_p(paced_lat, ms), ""],
-    ]
+    ], f"# CPU ms per job of the burst: {cpu}"
 
 
 async def run_tasks(database: list[str], database_url: str, tasks: int) -> list[list[object]]:
@@ -226,7 +244,8 @@ def main() -> None:
             try:
                 agent = start_agent(url, Path(tmp) / "agent")
                 try:
-                    job_rows = asyncio.run(run_jobs(url, database_url, args.jobs, args.paced))
+                    pids = {"server": server.pid, "agent": agent.pid}
+                    job_rows, cpu = asyncio.run(run_jobs(url, database_url, args.jobs, args.paced, pids=pids))
                 finally:
                     stop(agent)
                 task_rows = asyncio.run(run_tasks(database, database_url, args.tasks))
@@ -235,6 +254,7 @@ def main() -> None:
         print(f"\n## {label}")
         table(job_rows + task_rows[1:], ["path", "items/s", "p50 ms", "p99 ms", "x baseline time"])
         print(f"# tasks baseline (same database, second measurement): {task_rows[0][1]:.0f} items/s")
+        print(cpu)
 
 
 if __name__ == "__main__":

@@ -256,3 +256,43 @@ def test_two_instances_never_run_one_attempt(
     assert len(listed["instances"]) == 2
     assert first.stop() == 0
     assert second.stop() == 0
+
+
+def test_results_batch_answers_each_result_as_its_own_call_would(server: ServerProcess) -> None:
+    """Feature ``result_batch``: accepted, duplicate and refused results in one call, each with its status."""
+    db = Db(sqlite_url(server))
+    jobs = [db.enqueue(), db.enqueue()]
+    base = f"{server.url}/agents/{AGENT}"
+    register = {"name": AGENT, "instance_id": "HAND1", "max_jobs": 4, "tools": {"shell": ""}}
+    answer = httpx.post(f"{server.url}/agents/register", json=register, timeout=10)
+    assert "result_batch" in answer.json()["features"]
+    claimed = httpx.post(f"{base}/claim", json={"instance_id": "HAND1", "wait": 5, "max_jobs": 4}, timeout=20)
+    assert sorted(job["job_id"] for job in claimed.json()["jobs"]) == sorted(jobs)
+    ready = {"instance_id": "HAND1", "attempt": 1, "status": "READY", "start": True}
+    events = [{"seq": 1, "text": f"line with {SECRET}"}]
+    body = {
+        "results": [
+            ready | {"job_id": jobs[0], "events": events, "outputs": {"k": SECRET}},
+            ready | {"job_id": jobs[0]},  # the same result again: a duplicate
+            ready | {"job_id": jobs[1], "attempt": 2},  # an attempt never dispatched
+            ready | {"job_id": "01JNOSUCHJOB0000000000000X"},
+        ]
+    }
+    answer = httpx.post(f"{base}/results", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    statuses = [
+        (r["job_id"], r["status"], r.get("accepted"), r.get("reason")) for r in answer.json()["results"]
+    ]
+    assert statuses == [
+        (jobs[0], 200, True, None),
+        (jobs[0], 200, False, "duplicate"),
+        (jobs[1], 404, None, None),
+        ("01JNOSUCHJOB0000000000000X", 404, None, None),
+    ]
+    item = db.item(jobs[0])
+    assert (item.state, item.result["outputs"]) == ("succeeded", {"k": "********"})
+    assert [line.line for line in db.logs(jobs[0])] == ["line with ********"]
+    attempt = db.attempts(jobs[0])[0]
+    assert attempt.started_at is not None
+    assert attempt.result is not None
+    assert db.item(jobs[1]).state == "running"  # its refused result changed nothing

@@ -50,6 +50,9 @@ PROTOCOL = 1
 FENCE_CHECK_S = 1.0  # how often the self-fencing rule is checked
 FENCE_GRACE_S = 10.0  # a fenced job's time to stop before its run is cancelled (agents.md §1.3)
 BATCHED_FEATURES = frozenset({"start_with_events", "result_with_events"})
+RESULT_BATCH = "result_batch"  # POST /agents/{name}/results: the results that wait for a call share it
+RESULTS_PER_CALL = 64
+RESULTS_BYTES = 4 * 1024 * 1024  # a batch stays far below the server's body limit (10 MiB by default)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class AgentRunner:
         self._last_ack = time.monotonic()
         self._force = asyncio.Event()  # set: calls stop retrying (a forced stop, or the server going away)
         self._features: frozenset[str] = frozenset()  # optional protocol additions the server accepts
+        self._results = ResultBatcher(protocol, give_up=self._force.is_set)
         self.registered = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------------------
@@ -113,6 +117,7 @@ class AgentRunner:
         """Serve until ``stop`` is set, then shut down gracefully (``force`` skips the wait for jobs)."""
         force = force or asyncio.Event()
         self._force = force
+        self._results = ResultBatcher(self._protocol, give_up=force.is_set)
         self._prepare_data_dir()
         await self._resend_results(stop)
         if stop.is_set():
@@ -457,13 +462,18 @@ class AgentRunner:
         path = self._results_dir / f"{job_id}-{attempt}.json"
         # Written (and synced) off the event loop: a disk flush must not stall heartbeats and other jobs.
         await asyncio.to_thread(_write_private, path, {"name": self.name, "job_id": job_id, "body": body})
-        await self._send_result(path, job_id, body, give_up=self._force.is_set)
+        await self._send_result(path, job_id, body, give_up=self._force.is_set, batch=True)
 
-    async def _send_result(self, path: Path, job_id: str, body: dict[str, Any], *, give_up: Any) -> None:
+    async def _send_result(
+        self, path: Path, job_id: str, body: dict[str, Any], *, give_up: Any, batch: bool = False
+    ) -> None:
         try:
-            _, answer = await self._protocol.call(
-                self._protocol.job_path(job_id, "result"), body, give_up=give_up
-            )
+            if batch and RESULT_BATCH in self._features:
+                answer = await self._results.send(job_id, body)
+            else:
+                _, answer = await self._protocol.call(
+                    self._protocol.job_path(job_id, "result"), body, give_up=give_up
+                )
         except CallFailed as exc:
             log.warning(
                 "job_result_refused",
@@ -473,11 +483,11 @@ class AgentRunner:
                 reason=exc.reason,
             )
             if exc.status in (404, 409, 422):
-                await asyncio.to_thread(_forget, path)
+                _forget(path)
             return
         except GaveUp:
             return
-        await asyncio.to_thread(_forget, path)
+        _forget(path)  # an unlink flushes nothing: cheaper here than a hop to a thread and back
         log.info(
             "job_finished",
             job_id=job_id,
@@ -496,6 +506,103 @@ class AgentRunner:
             await self._send_result(
                 path, str(saved.get("job_id")), saved.get("body", {}), give_up=stop.is_set
             )
+
+
+class ResultBatcher:
+    """Sends results through ``POST /agents/{name}/results`` (feature ``result_batch``), one call at a time.
+
+    A result posted while no call is out leaves at once, alone; results that finish while a call is out wait
+    for it and leave together in the next one. Under load a job then costs a fraction of a call instead of
+    one of its own, on the agent and on the server; without load nothing waits. Each result gets what its own
+    call would have answered (the answer body, or ``CallFailed`` with its status and reason). A batch the
+    server refuses as a whole (an old server, a body too large) is sent again as single calls.
+    """
+
+    def __init__(self, protocol: AgentProtocol, *, give_up: Callable[[], bool]) -> None:
+        self._protocol = protocol
+        self._give_up = give_up
+        self._waiting: list[tuple[str, dict[str, Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def send(self, job_id: str, body: dict[str, Any]) -> Any:
+        """The server's answer to this result.
+
+        Raises:
+            CallFailed: the server refused this result (its status and reason).
+            GaveUp: the agent stopped retrying (forced stop).
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((job_id, body, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all(), name="results")
+        return await future
+
+    async def _send_all(self) -> None:
+        while self._waiting:
+            batch = self._take()
+            try:
+                await self._send(batch)
+            except BaseException as exc:  # never leave a caller waiting
+                for _, _, future in batch:
+                    _settle(future, error=exc if isinstance(exc, Exception) else GaveUp(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+
+    def _take(self) -> list[tuple[str, dict[str, Any], asyncio.Future[Any]]]:
+        batch: list[tuple[str, dict[str, Any], asyncio.Future[Any]]] = []
+        size = 0
+        while self._waiting and len(batch) < RESULTS_PER_CALL:
+            entry = self._waiting[0]
+            entry_size = len(json.dumps(entry[1], default=str))
+            if batch and size + entry_size > RESULTS_BYTES:
+                break
+            batch.append(self._waiting.pop(0))
+            size += entry_size
+        return batch
+
+    async def _send(self, batch: list[tuple[str, dict[str, Any], asyncio.Future[Any]]]) -> None:
+        body = {"results": [entry | {"job_id": job_id} for job_id, entry, _ in batch]}
+        path = f"/agents/{self._protocol.name}/results"
+        try:
+            _, answer = await self._protocol.call(path, body, give_up=self._give_up)
+        except CallFailed:  # refused as a whole: every result on its own, as without the feature
+            await asyncio.gather(*(self._single(job_id, entry, future) for job_id, entry, future in batch))
+            return
+        except GaveUp as exc:
+            for _, _, future in batch:
+                _settle(future, error=exc)
+            return
+        answers = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(answers, list) or len(answers) != len(batch):
+            await asyncio.gather(*(self._single(job_id, entry, future) for job_id, entry, future in batch))
+            return
+        for (_, _, future), item in zip(batch, answers, strict=True):
+            item = item if isinstance(item, dict) else {}
+            status = int(item.get("status", 500))
+            if status < 300:
+                _settle(future, answer=item)
+            else:
+                _settle(future, error=CallFailed(status, item))
+
+    async def _single(self, job_id: str, body: dict[str, Any], future: asyncio.Future[Any]) -> None:
+        try:
+            _, answer = await self._protocol.call(
+                self._protocol.job_path(job_id, "result"), body, give_up=self._give_up
+            )
+        except (CallFailed, GaveUp) as exc:
+            _settle(future, error=exc)
+        else:
+            _settle(future, answer=answer)
+
+
+def _settle(future: "asyncio.Future[Any]", *, answer: Any = None, error: Exception | None = None) -> None:
+    """Hand a result's answer to its caller, unless the caller is gone (its job task was cancelled)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(answer)
 
 
 def _stop_run(state: _Running) -> None:

@@ -63,7 +63,7 @@ class WorkDir:
         """
         jobs = data_dir / "jobs"
         jobs.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        root = jobs / f"{job.job_id}-{job.attempt}"
+        root = jobs.resolve() / f"{job.job_id}-{job.attempt}"  # absolute: its processes carry it (proctree)
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(mode=DIR_MODE)
@@ -94,3 +94,20 @@ class WorkDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_stale(data_dir: Path) -> list[Path]:
+    """Remove every job directory under `<data_dir>/jobs/` (at start, none is in use); those removed.
+
+    They are what an agent killed mid-job left behind, secret files included: nothing runs them any more
+    (the job's next attempt gets a directory of its own), so they go whole, even with `--keep-workdirs`.
+    """
+    jobs = data_dir / "jobs"
+    removed = []
+    for root in sorted(jobs.iterdir()) if jobs.is_dir() else []:
+        if root.is_dir() and not root.is_symlink():
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            root.unlink(missing_ok=True)
+        removed.append(root)
+    return removed

@@ -15,7 +15,9 @@ Rules every adapter follows (the contract suite in ``tests/integration/contracts
 them on memory, SQLite and PostgreSQL):
 
 - **Enqueue with the change that causes it.** ``enqueue(tx=…)`` writes inside an open document-store
-  transaction: the state change and its item commit together or not at all.
+  transaction: the state change and its item commit together or not at all. ``claim``, ``get``,
+  ``complete`` and ``fail`` take a ``tx`` too, so that claiming or finishing an item and recording it (an
+  agent's claim or result) commit together, in one transaction (the in-memory fake applies them at once).
 - **Claim** takes the ready items (``queued`` and ``available_at <= now``) of the given queues by priority
   (higher first), then ``available_at``, then id (ULIDs: creation order). It first expires lapsed leases.
 - **Lease expiry.** A running item whose lease lapsed goes back to ``queued`` at once while ``attempt <
@@ -340,12 +342,19 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def claim(
-        self, *, queues: Sequence[str], owner: str, lease_s: float = DEFAULT_LEASE_S, limit: int = 1
+        self,
+        *,
+        queues: Sequence[str],
+        owner: str,
+        lease_s: float = DEFAULT_LEASE_S,
+        limit: int = 1,
+        tx: Transaction | None = None,
     ) -> builtins.list[Item]:
         """Take up to ``limit`` ready items of ``queues`` for ``owner``, atomically: no item goes to two claimers.
 
         Each claimed item is ``running`` with ``attempt + 1``, ``lease_epoch + 1`` and a lease until
-        now + ``lease_s``. Lapsed leases are expired first (see the module docstring).
+        now + ``lease_s``. Lapsed leases are expired first (see the module docstring). With ``tx``, the claim
+        is written in that document-store transaction (with what the claimer records of it).
 
         Raises:
             BrokerUnavailable: the database cannot be reached.
@@ -371,10 +380,12 @@ class Broker(abc.ABC):
         epoch: int | None,
         result: Any = None,
         state: Literal["succeeded", "cancelled"] = "succeeded",
+        tx: Transaction | None = None,
     ) -> Item:
         """Finish a running item as ``succeeded`` (or ``cancelled``, confirming a cancel request).
 
         ``owner`` and ``epoch`` fence the call (None skips that check). A duplicate returns the item unchanged.
+        With ``tx``, the change is written in that document-store transaction and commits with it.
 
         Raises:
             NotFound: no such item.
@@ -391,11 +402,12 @@ class Broker(abc.ABC):
         error: str,
         retry_in_s: float | None = None,
         result: Any = None,
+        tx: Transaction | None = None,
     ) -> Item:
         """Fail a running item, or queue it again after ``retry_in_s`` when given and attempts are left.
 
         ``backoff_s`` gives the usual retry delay. Without ``retry_in_s``, or with no attempt left, the item
-        ends ``failed``. Fenced like ``complete``.
+        ends ``failed``. Fenced like ``complete``, and like it written in ``tx`` when given.
 
         Raises:
             NotFound: no such item.
@@ -432,8 +444,8 @@ class Broker(abc.ABC):
         """Apply lease expiry and deadlines now (``claim`` does it too); returns how many items changed."""
 
     @abc.abstractmethod
-    async def get(self, item_id: str) -> Item | None:
-        """The item, or None."""
+    async def get(self, item_id: str, *, tx: Transaction | None = None) -> Item | None:
+        """The item (as transaction ``tx`` sees it, when given), or None."""
 
     @abc.abstractmethod
     async def list(

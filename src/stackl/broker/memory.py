@@ -8,6 +8,8 @@ tests move leases, backoffs and deadlines forward without sleeping; ``wait`` alo
 transaction commits (its ``commit`` is wrapped for this transaction object only), so a transaction that
 rolls back leaves no item, exactly as in SQL. The unique key is checked at enqueue and again at commit
 (before the documents apply), so a key taken meanwhile fails the whole transaction with ``Conflict``.
+``claim``, ``get``, ``complete`` and ``fail`` with ``tx`` apply at once, whatever becomes of the transaction:
+their one caller (the agent protocol) rolls back only on a bug, or to re-run a result, then a duplicate.
 """
 
 import asyncio
@@ -107,7 +109,13 @@ class InMemoryBroker(Broker):
         return apply
 
     async def claim(
-        self, *, queues: Sequence[str], owner: str, lease_s: float = base.DEFAULT_LEASE_S, limit: int = 1
+        self,
+        *,
+        queues: Sequence[str],
+        owner: str,
+        lease_s: float = base.DEFAULT_LEASE_S,
+        limit: int = 1,
+        tx: Transaction | None = None,
     ) -> builtins.list[Item]:
         now = self._now()
         self._expire(now)
@@ -189,6 +197,7 @@ class InMemoryBroker(Broker):
         epoch: int | None,
         result: Any = None,
         state: Literal["succeeded", "cancelled"] = "succeeded",
+        tx: Transaction | None = None,
     ) -> Item:
         item = self._held(item_id, owner=owner, epoch=epoch)
         if item is None:
@@ -209,6 +218,7 @@ class InMemoryBroker(Broker):
         error: str,
         retry_in_s: float | None = None,
         result: Any = None,
+        tx: Transaction | None = None,
     ) -> Item:
         item = self._held(item_id, owner=owner, epoch=epoch)
         if item is None:
@@ -251,7 +261,7 @@ class InMemoryBroker(Broker):
         self._items[item_id] = item = base.scrubbed(item)
         return item
 
-    async def get(self, item_id: str) -> Item | None:
+    async def get(self, item_id: str, *, tx: Transaction | None = None) -> Item | None:
         return self._items.get(item_id)
 
     async def list(

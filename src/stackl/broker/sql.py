@@ -145,6 +145,19 @@ class SqlBroker(Broker):
         )
         self._lapsed = self._flavour.lock_for_claim(_LAPSED)
         self._scrubbed = self._flavour.without_keys(_Q.payload, base.EPHEMERAL_KEYS)  # for final states
+        self._complete = (
+            queue_items.update()
+            .where(_Q.id == _ID, _Q.state == _RUNNING, _Q.lease_owner == _OWNER, _Q.lease_epoch == _EPOCH)
+            .values(
+                state=sa.bindparam("p_state"),
+                result=sa.bindparam("p_result", type_=_Q.result.type),
+                finished_at=_NOW,
+                lease_until=None,
+                updated_at=_NOW,
+                payload=self._scrubbed,
+            )
+            .returning(*queue_items.c)
+        )
         self._waiters: dict[asyncio.Event, frozenset[str]] = {}
         self._listening = False
         self._exit = AsyncExitStack()
@@ -183,11 +196,16 @@ class SqlBroker(Broker):
 
     # --- plumbing ------------------------------------------------------------------------------------------
     @asynccontextmanager
-    async def _connection(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A connection in a store transaction of its own; database trouble is ``BrokerUnavailable``."""
+    async def _connection(
+        self, *, readonly: bool = False, tx: Transaction | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection in a store transaction of its own (or ``tx``'s); trouble is ``BrokerUnavailable``."""
         try:
-            async with self._store.transaction(readonly=readonly) as tx:
+            if tx is not None:
                 yield _connection_of(tx)
+                return
+            async with self._store.transaction(readonly=readonly) as own:
+                yield _connection_of(own)
         except errors.StoreUnavailable as exc:
             raise errors.BrokerUnavailable(exc.message) from exc
 
@@ -272,7 +290,13 @@ class SqlBroker(Broker):
         raise errors.Conflict(f"unique key {values['unique_key']!r} stayed contended; retry")
 
     async def claim(
-        self, *, queues: Sequence[str], owner: str, lease_s: float = base.DEFAULT_LEASE_S, limit: int = 1
+        self,
+        *,
+        queues: Sequence[str],
+        owner: str,
+        lease_s: float = base.DEFAULT_LEASE_S,
+        limit: int = 1,
+        tx: Transaction | None = None,
     ) -> builtins.list[Item]:
         if not queues or limit < 1:
             return []
@@ -284,7 +308,7 @@ class SqlBroker(Broker):
             "p_owner": owner,
             "p_limit": limit,
         }
-        async with self._connection() as connection:
+        async with self._connection(tx=tx) as connection:
             await self._expire(connection, now)
             items = [_item(row) for row in await self._execute(connection, self._claim, parameters)]
             timed = [i for i in items if i.timeout_s is not None]
@@ -339,8 +363,13 @@ class SqlBroker(Broker):
         epoch: int | None,
         result: Any = None,
         state: Literal["succeeded", "cancelled"] = "succeeded",
+        tx: Transaction | None = None,
     ) -> Item:
         now = self._now()
+        if owner is not None and epoch is not None:  # a holder's call: the statement built once
+            parameters = {"p_id": item_id, "p_owner": owner, "p_epoch": epoch, "p_now": now}
+            parameters |= {"p_state": state, "p_result": result}
+            return await self._conditional(self._complete, parameters, item_id, owner, epoch, tx=tx)
         values = {
             "state": state,
             "result": result,
@@ -349,7 +378,7 @@ class SqlBroker(Broker):
             "updated_at": now,
             "payload": self._scrubbed,
         }
-        return await self._finish(item_id, owner=owner, epoch=epoch, values=values)
+        return await self._finish(item_id, owner=owner, epoch=epoch, values=values, tx=tx)
 
     async def fail(
         self,
@@ -360,6 +389,7 @@ class SqlBroker(Broker):
         error: str,
         retry_in_s: float | None = None,
         result: Any = None,
+        tx: Transaction | None = None,
     ) -> Item:
         now = self._now()
         values: dict[str, Any] = {"error": error, "result": result, "lease_until": None, "updated_at": now}
@@ -374,8 +404,7 @@ class SqlBroker(Broker):
                 "finished_at": sa.case((retry, sa.null()), else_=sa.literal(now, UtcDateTime())),
                 "payload": sa.case((retry, _Q.payload), else_=self._scrubbed),
             }
-        item = await self._finish(item_id, owner=owner, epoch=epoch, values=values)
-        return item
+        return await self._finish(item_id, owner=owner, epoch=epoch, values=values, tx=tx)
 
     async def release(self, item_id: str, *, owner: str, epoch: int, started: bool) -> Item:
         now = self._now()
@@ -410,7 +439,13 @@ class SqlBroker(Broker):
         return released
 
     async def _finish(
-        self, item_id: str, *, owner: str | None, epoch: int | None, values: dict[str, Any]
+        self,
+        item_id: str,
+        *,
+        owner: str | None,
+        epoch: int | None,
+        values: dict[str, Any],
+        tx: Transaction | None = None,
     ) -> Item:
         conditions = [_Q.id == item_id, _Q.state == "running"]
         if owner is not None:
@@ -418,8 +453,21 @@ class SqlBroker(Broker):
         if epoch is not None:
             conditions.append(_Q.lease_epoch == epoch)
         statement = queue_items.update().where(*conditions).values(**values).returning(*queue_items.c)
-        async with self._connection() as connection:
-            row = (await self._execute(connection, statement)).first()
+        return await self._conditional(statement, None, item_id, owner, epoch, tx=tx)
+
+    async def _conditional(
+        self,
+        statement: sa.Update,
+        parameters: dict[str, Any] | None,
+        item_id: str,
+        owner: str | None,
+        epoch: int | None,
+        *,
+        tx: Transaction | None,
+    ) -> Item:
+        """Run a holder's conditional UPDATE … RETURNING; a row unchanged is a duplicate or a conflict."""
+        async with self._connection(tx=tx) as connection:
+            row = (await self._execute(connection, statement, parameters)).first()
             if row is None:
                 return base.check_finish(
                     await self._get(connection, item_id), item_id, owner=owner, epoch=epoch
@@ -463,8 +511,8 @@ class SqlBroker(Broker):
             raise base.not_found(item_id)
         return item
 
-    async def get(self, item_id: str) -> Item | None:
-        async with self._connection(readonly=True) as connection:
+    async def get(self, item_id: str, *, tx: Transaction | None = None) -> Item | None:
+        async with self._connection(readonly=True, tx=tx) as connection:
             return await self._get(connection, item_id)
 
     async def list(

@@ -18,6 +18,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from stackl.datastore.base import Transaction
+
 TRUNCATED_LINE = "log truncated at 10 MiB"
 
 
@@ -112,8 +114,8 @@ class AgentRegistry(abc.ABC):
     async def record_claim(self, attempt: JobAttempt) -> JobAttempt:
         """Note a claimed attempt; an existing ``(job_id, attempt)`` is kept and returned."""
 
-    async def record_claims(self, attempts: Sequence[JobAttempt]) -> None:
-        """``record_claim`` for several attempts at once (one transaction where the adapter can)."""
+    async def record_claims(self, attempts: Sequence[JobAttempt], *, tx: Transaction | None = None) -> None:
+        """``record_claim`` for several attempts at once (one transaction where the adapter can: ``tx``)."""
         for attempt in attempts:
             await self.record_claim(attempt)
 
@@ -164,6 +166,39 @@ class AgentRegistry(abc.ABC):
         appended = await self.append_logs(job_id, attempt, lines, max_bytes=max_bytes, at=at)
         record = await self.get_attempt(job_id, attempt)
         return (record, appended) if record is not None else None
+
+    async def finish_attempt(
+        self,
+        job_id: str,
+        attempt: int,
+        result: dict[str, Any],
+        *,
+        started_at: datetime | None,
+        lines: Sequence[LogLine],
+        max_bytes: int,
+        at: datetime,
+        tx: Transaction | None = None,
+    ) -> tuple[JobAttempt, bool] | None:
+        """``record_progress`` then ``set_result``: a result call's whole record, atomically where the adapter can.
+
+        Returns the attempt as it is afterwards and whether this result was the first; None when the attempt
+        is unknown. A repeat (the attempt has a result) stores nothing, not even its lines. With ``tx`` (a
+        transaction of the document store this registry shares), the SQL adapter writes in it, so the broker's
+        change of the job and its record commit together; the in-memory fake applies at once.
+        """
+        record = await self.get_attempt(job_id, attempt)
+        if record is None:
+            return None
+        if record.result is not None:
+            return record, False
+        if (
+            await self.record_progress(
+                job_id, attempt, started_at=started_at, lines=lines, max_bytes=max_bytes, at=at
+            )
+            is None
+        ):  # pragma: no cover - read just above; attempts are never deleted
+            return None
+        return await self.set_result(job_id, attempt, result, at=at)
 
     @abc.abstractmethod
     async def logs(self, job_id: str, *, attempt: int | None = None) -> list[LogLine]:

@@ -18,12 +18,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stackl import errors
 from stackl.datastore import dialects
 from stackl.datastore.agents import AgentInstance, AgentRegistry, Appended, JobAttempt, LogLine, fit_lines
+from stackl.datastore.base import Transaction
 from stackl.datastore.schema import UtcDateTime, agent_instances, agents, job_attempts, job_logs
 from stackl.datastore.sql import SqlDocumentStore, SqlTransaction
 
 _I = agent_instances.c
 _A = job_attempts.c
 _L = job_logs.c
+
+# The statements of a job's hot path (claim, events, result) are built once, with bound parameters, so
+# SQLAlchemy neither rebuilds them nor recomputes their cache keys on every call.
+_JOB: sa.BindParameter[str] = sa.bindparam("p_job")
+_ATTEMPT: sa.BindParameter[int] = sa.bindparam("p_attempt")
+_SELECT_ATTEMPT = sa.select(job_attempts).where(_A.job_id == _JOB, _A.attempt == _ATTEMPT)
+_SET_RESULT = (
+    job_attempts.update()
+    .where(_A.job_id == _JOB, _A.attempt == _ATTEMPT, _A.result.is_(None))
+    .values(
+        result=sa.bindparam("p_result", type_=job_attempts.c.result.type),
+        result_at=sa.bindparam("p_at", type_=UtcDateTime()),
+    )
+    .returning(*job_attempts.c)
+)
 
 
 class SqlAgentRegistry(AgentRegistry):
@@ -37,11 +53,21 @@ class SqlAgentRegistry(AgentRegistry):
         self._insert_line = flavour.insert_if_absent(job_logs)
 
     @asynccontextmanager
-    async def _connection(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
-        async with self._store.transaction(readonly=readonly) as tx:
-            if not isinstance(tx, SqlTransaction):  # pragma: no cover - the store makes only these
-                raise TypeError(type(tx).__name__)
+    async def _connection(
+        self, *, readonly: bool = False, tx: Transaction | None = None
+    ) -> AsyncIterator[AsyncConnection]:
+        """A connection in a store transaction of its own, or in ``tx`` when given."""
+        if tx is not None:
+            if not isinstance(tx, SqlTransaction):
+                raise TypeError(
+                    f"SqlAgentRegistry needs a SqlDocumentStore transaction, not {type(tx).__name__}"
+                )
             yield tx.connection
+            return
+        async with self._store.transaction(readonly=readonly) as own:
+            if not isinstance(own, SqlTransaction):  # pragma: no cover - the store makes only these
+                raise TypeError(type(own).__name__)
+            yield own.connection
 
     @staticmethod
     async def _execute(
@@ -124,17 +150,15 @@ class SqlAgentRegistry(AgentRegistry):
             found = await self._attempt(connection, attempt.job_id, attempt.attempt)
         return found or attempt
 
-    async def record_claims(self, attempts: Sequence[JobAttempt]) -> None:
+    async def record_claims(self, attempts: Sequence[JobAttempt], *, tx: Transaction | None = None) -> None:
         if not attempts:
             return
-        async with self._connection() as connection:  # one statement, one writer's turn, for the batch
+        async with self._connection(tx=tx) as connection:  # one statement, one writer's turn, for the batch
             await self._execute(connection, self._insert_attempt, [asdict(a) for a in attempts])
 
     async def _attempt(self, connection: AsyncConnection, job_id: str, attempt: int) -> JobAttempt | None:
         row = (
-            await self._execute(
-                connection, sa.select(job_attempts).where(_A.job_id == job_id, _A.attempt == attempt)
-            )
+            await self._execute(connection, _SELECT_ATTEMPT, {"p_job": job_id, "p_attempt": attempt})
         ).first()
         return _job_attempt(row) if row is not None else None
 
@@ -218,16 +242,25 @@ class SqlAgentRegistry(AgentRegistry):
         started_at: datetime | None = None,
     ) -> Appended:
         """Store the new lines of an attempt read in this transaction; update its counters (and start)."""
+        appended, values = await self._store_lines(connection, record, lines, max_bytes=max_bytes)
+        if started_at is not None:
+            values["started_at"] = sa.func.coalesce(_A.started_at, sa.literal(started_at, UtcDateTime()))
+        if values:
+            await self._execute(
+                connection,
+                job_attempts.update()
+                .where(_A.job_id == record.job_id, _A.attempt == record.attempt)
+                .values(**values),
+            )
+        return appended
+
+    async def _store_lines(
+        self, connection: AsyncConnection, record: JobAttempt, lines: Sequence[LogLine], *, max_bytes: int
+    ) -> tuple[Appended, dict[str, Any]]:
+        """Insert the new lines of an attempt read in this transaction; the counter changes its row needs."""
         job_id, attempt = record.job_id, record.attempt
-        if record.log_truncated:
-            if started_at is not None:
-                await self._execute(
-                    connection,
-                    job_attempts.update()
-                    .where(_A.job_id == job_id, _A.attempt == attempt, _A.started_at.is_(None))
-                    .values(started_at=started_at),
-                )
-            return Appended(stored_seq=record.stored_seq, truncated=True)
+        if record.log_truncated or not lines:
+            return Appended(stored_seq=record.stored_seq, truncated=record.log_truncated), {}
         # Only a seq up to the highest stored one can be a resend: a first batch needs no look-up.
         seqs = [line.seq for line in lines if line.seq <= record.stored_seq]
         known = set()
@@ -241,15 +274,40 @@ class SqlAgentRegistry(AgentRegistry):
         if fitting:  # one statement for the batch, inside the (SQLite: single) writer's turn
             await self._execute(connection, self._insert_line, [asdict(line) for line in fitting])
         top = max([record.stored_seq, *(line.seq for line in fitting)])
-        values: dict[str, Any] = {"log_bytes": used, "log_truncated": truncated, "stored_seq": top}
-        if started_at is not None:
-            values["started_at"] = sa.func.coalesce(_A.started_at, sa.literal(started_at, UtcDateTime()))
-        if fitting or truncated or started_at is not None:
-            await self._execute(
-                connection,
-                job_attempts.update().where(_A.job_id == job_id, _A.attempt == attempt).values(**values),
-            )
-        return Appended(stored_seq=top, truncated=truncated)
+        appended = Appended(stored_seq=top, truncated=truncated)
+        if not (fitting or truncated):
+            return appended, {}
+        return appended, {"log_bytes": used, "log_truncated": truncated, "stored_seq": top}
+
+    async def finish_attempt(
+        self,
+        job_id: str,
+        attempt: int,
+        result: dict[str, Any],
+        *,
+        started_at: datetime | None,
+        lines: Sequence[LogLine],
+        max_bytes: int,
+        at: datetime,
+        tx: Transaction | None = None,
+    ) -> tuple[JobAttempt, bool] | None:
+        async with self._connection(tx=tx) as connection:  # read, the new lines, one UPDATE of the attempt
+            record = await self._attempt(connection, job_id, attempt)
+            if record is None:
+                return None
+            if record.result is not None:
+                return record, False
+            _, values = await self._store_lines(connection, record, lines, max_bytes=max_bytes)
+            if started_at is not None and record.started_at is None:
+                values["started_at"] = started_at
+            parameters = {"p_job": job_id, "p_attempt": attempt, "p_result": result, "p_at": at}
+            parameters |= {f"v_{key}": value for key, value in values.items()}
+            statement = _set_result_and(tuple(sorted(values)))
+            row = (await self._execute(connection, statement, parameters)).first()
+            if row is not None:
+                return _job_attempt(row), True
+            record = await self._attempt(connection, job_id, attempt)  # a concurrent result won
+        return (record, False) if record is not None else None
 
     async def logs(self, job_id: str, *, attempt: int | None = None) -> list[LogLine]:
         statement = sa.select(job_logs).where(_L.job_id == job_id).order_by(_L.attempt, _L.seq)
@@ -261,22 +319,27 @@ class SqlAgentRegistry(AgentRegistry):
     async def set_result(
         self, job_id: str, attempt: int, result: dict[str, Any], *, at: datetime
     ) -> tuple[JobAttempt, bool]:
+        parameters = {"p_job": job_id, "p_attempt": attempt, "p_result": result, "p_at": at}
         async with self._connection() as connection:
-            row = (
-                await self._execute(
-                    connection,
-                    job_attempts.update()
-                    .where(_A.job_id == job_id, _A.attempt == attempt, _A.result.is_(None))
-                    .values(result=result, result_at=at)
-                    .returning(*job_attempts.c),
-                )
-            ).first()
+            row = (await self._execute(connection, _SET_RESULT, parameters)).first()
             if row is not None:
                 return _job_attempt(row), True
             record = await self._attempt(connection, job_id, attempt)
         if record is None:
             raise errors.NotFound(f"job {job_id} has no attempt {attempt}")
         return record, False
+
+
+_SET_RESULT_AND: dict[tuple[str, ...], sa.Update] = {}
+
+
+def _set_result_and(columns: tuple[str, ...]) -> sa.Update:
+    """``_SET_RESULT`` that also sets ``columns`` (from parameters ``v_<column>``); built once per set."""
+    statement = _SET_RESULT_AND.get(columns)
+    if statement is None:
+        changes = {name: sa.bindparam(f"v_{name}", type_=job_attempts.c[name].type) for name in columns}
+        statement = _SET_RESULT_AND[columns] = _SET_RESULT.values(**changes)
+    return statement
 
 
 _INSTANCE_FIELDS = [f.name for f in fields(AgentInstance)]

@@ -9,7 +9,8 @@ whatever differs, so ``dialect.name`` is read here and nowhere else:
   (``isolation_level = None``) and the pragmas are set (WAL, ``busy_timeout``, ``foreign_keys``,
   ``synchronous=NORMAL``); on begin, a write transaction issues ``BEGIN IMMEDIATE`` (it takes the write lock
   at once, so two writers never both read and then fail to upgrade) and a read-only one a plain ``BEGIN``
-  (WAL readers never wait).
+  (WAL readers never wait). On a SQLite file, aiosqlite's connection runs its calls on the event loop's
+  thread (``InlineSqlite``): only a write lock held by another process is waited for on its thread.
 - **Transactions.** ``Flavour.transaction_options`` marks a transaction read-only for the begin event
   (SQLite) or for the driver (PostgreSQL ``BEGIN READ ONLY``); SQLite also serialises writers of one process
   on an asyncio lock, cheaper than SQLite's sleeping busy handler.
@@ -24,13 +25,16 @@ whatever differs, so ``dialect.name`` is read here and nowhere else:
   locked or un-migrated database into ``StoreUnavailable``. Anything else is a bug and propagates as is.
 """
 
+import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -101,6 +105,83 @@ def sqlite_file(url: sa.URL | str) -> Path | None:
     return Path(database).expanduser().resolve()
 
 
+_WRITE_LOCKS = frozenset({"BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"})
+
+
+class _Busy(Exception):
+    """Another process holds SQLite's write lock: the begin must wait for it on the connection's thread."""
+
+
+class InlineSqlite(aiosqlite.Connection):
+    """aiosqlite whose calls run on the caller's (event loop) thread, except a write lock that must wait.
+
+    Why: aiosqlite hands every call (cursor, execute, fetch, close, commit) to the connection's own thread and
+    back, which costs far more than the call itself: a local SQLite statement takes microseconds, the round
+    trip tens of them, and on a loaded machine a GIL hand-over each way. What may take long is only waiting
+    for another *process*'s write lock (``BEGIN IMMEDIATE`` in SQLite's busy handler, up to the busy timeout;
+    this process's writers queue on an asyncio lock before they get here), so that alone is first tried at
+    once with no busy wait and, when the lock is taken, handed to the thread to wait there. WAL readers never
+    wait for a writer, and a write in a held write transaction never waits. Every call made while a handed-
+    over one is pending goes to the thread too, so the connection is never used by two threads at once.
+    """
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], *, busy_timeout_s: float) -> None:
+        super().__init__(connector, 64)
+        self._thread.daemon = True  # as SQLAlchemy sets it on the connections it makes itself
+        self._busy_ms = int(busy_timeout_s * 1000)
+        self._queued = 0  # calls handed to the thread and not finished
+
+    def begin_now(self, statement: str) -> bool:
+        """Begin a transaction here and now, unless that means waiting for a lock (then False: use ``_execute``).
+
+        The transaction's begin runs on every call of the store: issued this way, it skips SQLAlchemy's
+        statement execution (events, contexts) around a statement that has neither parameters nor rows.
+        """
+        if self._queued or not self._running or self._connection is None:
+            return False
+        try:
+            self._now(self._connection.execute, statement)
+        except _Busy:
+            return False
+        return True
+
+    def _now(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a call on this thread; a write lock that is taken raises ``_Busy`` instead of waiting."""
+        if not (args and args[0] in _WRITE_LOCKS):
+            return fn(*args, **kwargs)
+        connection = self._conn
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_BUSY":
+                raise _Busy from exc
+            raise
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        if self._queued == 0:
+            with suppress(_Busy):
+                return self._now(fn, *args, **kwargs)
+        loop = asyncio.get_running_loop()
+
+        def queued() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:  # when the thread is done with the connection, not when a cancelled caller stops waiting
+                with suppress(RuntimeError):  # the loop is closed: nobody uses the connection any more
+                    loop.call_soon_threadsafe(self._unqueue)
+
+        self._queued += 1
+        return await super()._execute(queued)  # type: ignore[no-untyped-call]  # aiosqlite leaves it untyped
+
+    def _unqueue(self) -> None:
+        self._queued -= 1
+
+
 def create_engine(
     url: str, *, pool_size: int = 10, busy_timeout_s: float = 30.0, foreign_keys: bool = True
 ) -> AsyncEngine:
@@ -124,7 +205,18 @@ def create_engine(
         return create_async_engine(
             parsed, connect_args={"server_settings": {"application_name": "stackl"}}, **common
         )
-    engine = create_async_engine(parsed, connect_args={"timeout": busy_timeout_s}, **common)
+    database = sqlite_file(parsed)
+    if database is not None and not parsed.query:
+        # A file database: statements run on the event loop's thread (see ``InlineSqlite``).
+        def connector() -> sqlite3.Connection:
+            return sqlite3.connect(database, timeout=busy_timeout_s, check_same_thread=False)
+
+        async def inline() -> aiosqlite.Connection:
+            return await InlineSqlite(connector, busy_timeout_s=busy_timeout_s)
+
+        engine = create_async_engine(parsed, async_creator=inline, **common)
+    else:
+        engine = create_async_engine(parsed, connect_args={"timeout": busy_timeout_s}, **common)
     pragmas = (
         f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}",  # first: the others may wait for a lock
         "PRAGMA journal_mode = WAL",  # readers never block the writer, nor it them
@@ -145,7 +237,10 @@ def create_engine(
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         readonly = connection.get_execution_options().get(READONLY_OPTION, False)
-        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        statement = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+        driver = connection.connection.driver_connection
+        if not (isinstance(driver, InlineSqlite) and driver.begin_now(statement)):
+            connection.exec_driver_sql(statement)
 
     return engine
 

@@ -222,7 +222,7 @@ def build_executor(
     raise ValueError(f"unknown executor {kind!r}: use local, docker, kubernetes or mock")
 
 
-def _previous_instance(data_dir: Path) -> str | None:
+def previous_instance(data_dir: Path) -> str | None:
     """The instance id the last run of this agent recorded (the runner overwrites it when it starts)."""
     try:
         return (data_dir / "instance-id").read_text().strip() or None
@@ -261,7 +261,7 @@ async def _serve(
         start = getattr(executor, "start", None)  # container executors: clean up after the previous instance
         if start is not None:
             await start(
-                agent=name, instance_id=runner.instance_id, previous_instance_id=_previous_instance(data_dir)
+                agent=name, instance_id=runner.instance_id, previous_instance_id=previous_instance(data_dir)
             )
         log.info(
             "agent_started",

@@ -106,6 +106,22 @@ class ResultBody(AttemptBody):
     events: list[EventItem] = Field(default_factory=list)
 
 
+class ResultsItem(ResultBody):
+    """One result of a ``POST …/results`` batch: a result body naming its job."""
+
+    job_id: str = _ID
+
+
+class ResultsBody(_Body):
+    """``POST /agents/{name}/results`` (feature ``result_batch``): several results in one call.
+
+    Each is applied as by its own result call (and in its own transaction): the answer lists, in order, what
+    that call would have answered, with its HTTP status.
+    """
+
+    results: list[ResultsItem] = Field(min_length=1, max_length=256)
+
+
 class ReleaseBody(AttemptBody):
     """``POST …/release``."""
 

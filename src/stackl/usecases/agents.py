@@ -5,7 +5,7 @@ item id and ``attempt`` the item's attempt, which is also its lease epoch (every
 so the attempt an agent reports is the fencing token the broker checks. The broker owns leases, retries and
 expiry; the ``AgentRegistry`` port owns what the protocol adds (instances, per-attempt records, log lines
 and the first result). Calls are ordered so that a crash between two writes is repaired by the agent's
-retry: a result is first applied to the broker (a repeat is a broker duplicate), then recorded.
+retry; a result's change of the broker item and its record commit together (one transaction).
 
 Every value the server stores or answers from a job's logs and results is masked again with the job's own
 secrets, so a buggy or old agent cannot leak them into the database or the API.
@@ -26,6 +26,8 @@ import structlog
 from stackl import __version__, errors
 from stackl.broker.base import Item, backoff_s
 from stackl.datastore.agents import AgentInstance, Appended, JobAttempt, LogLine
+from stackl.datastore.base import Transaction
+from stackl.datastore.encryption import SecretBox
 from stackl.domain import names
 from stackl.domain.clock import rfc3339
 from stackl.usecases.ports import Ports
@@ -51,6 +53,7 @@ KNOWN_TOOLS = frozenset({"ansible", "packer", "shell", "terraform", "tofu"})
 FEATURES = (
     "start_with_events",  # an events body may carry ``start: true`` (the start call, folded in)
     "result_with_events",  # a result body may carry ``start: true`` and the last ``events``
+    "result_batch",  # POST /agents/{name}/results: several results in one call
 )
 LIMITS = {
     "event_batch_bytes": 256 * 1024,
@@ -320,8 +323,11 @@ async def deregister(ports: Ports, name: str, *, instance_id: str) -> None:
 
 
 # --- claim ----------------------------------------------------------------------------------------------
-def _payload(item: Item, now: datetime) -> dict[str, Any]:
+def _payload(item: Item, now: datetime, box: SecretBox | None = None) -> dict[str, Any]:
+    """The job as its agent receives it: secrets decrypted (they are encrypted in the queue), lease fields."""
     payload = dict(item.payload)
+    if box is not None and "secrets" in payload:
+        payload["secrets"] = box.decrypt(payload["secrets"])
     invocation = payload.get("invocation") if isinstance(payload.get("invocation"), dict) else {}
     timeout = invocation.get("timeout", 3600) if isinstance(invocation, dict) else 3600
     deadline = now + timedelta(seconds=float(timeout) + 120)
@@ -388,28 +394,28 @@ async def _claim_ready(
     Returns the payloads of the jobs kept and whether any was handed back.
     """
     instance_id = instance.instance_id
-    claimed = await ports.broker.claim(
-        queues=[queue_of(name)], owner=instance_id, lease_s=LEASE_S, limit=max_jobs
-    )
     kept: list[Item] = []
-    mismatched = False
-    for item in claimed:
-        if item.kind != JOB_KIND or str(item.payload.get("tool", "shell")) not in instance.tools:
-            await ports.broker.release(item.id, owner=instance_id, epoch=item.lease_epoch, started=False)
-            mismatched = True
-            continue
-        kept.append(item)
-    await ports.agents.record_claims(
-        [
-            JobAttempt(
-                job_id=item.id, attempt=item.attempt, agent=name, instance_id=instance_id, claimed_at=now
-            )
-            for item in kept
-        ]
-    )
+    mismatched: list[Item] = []
+    async with ports.store.transaction() as tx:  # the claim and its attempts' records commit together
+        for item in await ports.broker.claim(
+            queues=[queue_of(name)], owner=instance_id, lease_s=LEASE_S, limit=max_jobs, tx=tx
+        ):
+            tool = str(item.payload.get("tool", "shell"))
+            (kept if item.kind == JOB_KIND and tool in instance.tools else mismatched).append(item)
+        await ports.agents.record_claims(
+            [
+                JobAttempt(
+                    job_id=item.id, attempt=item.attempt, agent=name, instance_id=instance_id, claimed_at=now
+                )
+                for item in kept
+            ],
+            tx=tx,
+        )
+    for item in mismatched:  # after the commit: a release is a write of its own
+        await ports.broker.release(item.id, owner=instance_id, epoch=item.lease_epoch, started=False)
     for item in kept:
         log.info("job_claimed", job_id=item.id, agent=name, attempt=item.attempt, instance_id=instance_id)
-    return [_payload(item, now) for item in kept], mismatched
+    return [_payload(item, now, ports.secret_box) for item in kept], bool(mismatched)
 
 
 async def _has_ready(ports: Ports, queue: str, tools: Mapping[str, str]) -> bool:
@@ -455,24 +461,8 @@ async def _progress(
     Raises:
         PayloadTooLarge: the batch is over 256 KiB of text.
     """
-    size = sum(len(line.text.encode()) for line in lines)
-    if size > LIMITS["event_batch_bytes"]:
-        raise errors.PayloadTooLarge(
-            f"event batch of {size} bytes is over the limit of {LIMITS['event_batch_bytes']} bytes"
-        )
-    mask = mask_of(item) if lines else None
     now = ports.clock.now()
-    stored = [
-        LogLine(
-            job_id=item.id,
-            attempt=attempt,
-            seq=line.seq,
-            time=line.ts or now,
-            stream=line.stream,
-            line=mask.text(_cut(line.text, LIMITS["line_bytes"])) if mask else line.text,
-        )
-        for line in lines
-    ]
+    stored = _log_lines(item, attempt, lines, mask_of(item) if lines else None, now=now)
     for _ in range(2):  # the attempt's record is missing only after a crash between claim and record
         progress = await ports.agents.record_progress(
             item.id,
@@ -488,6 +478,32 @@ async def _progress(
             return progress
         await _record(ports, name, item, instance_id)
     raise errors.JobNotFound(f"job {item.id} has no attempt {attempt}")  # pragma: no cover - recorded above
+
+
+def _log_lines(
+    item: Item, attempt: int, lines: Sequence["Event"], mask: SecretMask | None, *, now: datetime
+) -> list[LogLine]:
+    """A batch of posted lines as stored: cut to the line limit and masked again.
+
+    Raises:
+        PayloadTooLarge: the batch is over 256 KiB of text.
+    """
+    size = sum(len(line.text.encode()) for line in lines)
+    if size > LIMITS["event_batch_bytes"]:
+        raise errors.PayloadTooLarge(
+            f"event batch of {size} bytes is over the limit of {LIMITS['event_batch_bytes']} bytes"
+        )
+    return [
+        LogLine(
+            job_id=item.id,
+            attempt=attempt,
+            seq=line.seq,
+            time=line.ts or now,
+            stream=line.stream,
+            line=mask.text(_cut(line.text, LIMITS["line_bytes"])) if mask else line.text,
+        )
+        for line in lines
+    ]
 
 
 async def _record(ports: Ports, name: str, item: Item, instance_id: str) -> JobAttempt:
@@ -577,20 +593,45 @@ def _tail(text: str, limit: int) -> str:
     return text if len(raw) <= limit else raw[-limit:].decode(errors="ignore")
 
 
+class _Unrecorded(Exception):
+    """The attempt has no record (a crash between its claim and its record): roll back, record, redo."""
+
+    def __init__(self, item: Item) -> None:
+        super().__init__(item.id)
+        self.item = item
+
+
 async def result(
     ports: Ports, name: str, job_id: str, *, instance_id: str, outcome: JobResult
 ) -> dict[str, Any]:
     """Apply a job's result: the first one per ``(job_id, attempt)`` wins; a repeat is a duplicate.
 
     READY completes the job; FAILED re-queues it after a backoff while the invocation's ``retries`` last
-    (lifecycle §5.5), else fails it; a cancelled run confirms a pending cancel.
+    (lifecycle §5.5), else fails it; a cancelled run confirms a pending cancel. The broker's change and the
+    attempt's record (its start, last lines and result) commit together, in one document-store transaction.
 
     Raises:
         JobNotFound: unknown job or attempt.
         LeaseLost: the attempt is superseded or its lease ended: the agent drops the result.
         InvalidInput: outputs over 1 MiB.
+        PayloadTooLarge: the folded events are over 256 KiB of text.
     """
-    item = await _job(ports, name, job_id)
+    for _ in range(2):  # the attempt's record is missing only after a crash between claim and record
+        try:
+            async with ports.store.transaction() as tx:
+                return await _finish(ports, name, job_id, instance_id=instance_id, outcome=outcome, tx=tx)
+        except _Unrecorded as missing:
+            await _record(ports, name, missing.item, instance_id)
+    raise errors.JobNotFound(f"job {job_id} has no attempt {outcome.attempt}")  # pragma: no cover
+
+
+async def _finish(
+    ports: Ports, name: str, job_id: str, *, instance_id: str, outcome: JobResult, tx: Transaction
+) -> dict[str, Any]:
+    """``result`` inside its transaction ``tx``."""
+    item = await ports.broker.get(job_id, tx=tx)
+    if item is None or item.queue != queue_of(name) or item.kind != JOB_KIND:
+        raise errors.JobNotFound(f"agent {name!r} has no job {job_id}")
     attempt = outcome.attempt
     duplicate = {"accepted": False, "reason": "duplicate"}
     try:
@@ -606,21 +647,12 @@ async def result(
         raise errors.InvalidInput(
             "outputs exceed 1 MiB", errors=[{"loc": ["body", "outputs"], "msg": "over 1 MiB", "type": "size"}]
         )
-    record: JobAttempt | None
-    if outcome.start or outcome.events:
-        record, _ = await _progress(
-            ports,
-            name,
-            item,
-            instance_id=instance_id,
-            attempt=attempt,
-            start=outcome.start,
-            lines=outcome.events,
-        )
-    else:
-        record = await ports.agents.get_attempt(job_id, attempt)
-    if record is not None and record.result is not None:
-        return duplicate
+    if item.final:  # this attempt finished the item already: a repeat
+        earlier = await ports.agents.get_attempt(job_id, attempt)
+        if earlier is not None and earlier.result is not None:
+            return duplicate
+    now = ports.clock.now()
+    lines = _log_lines(item, attempt, outcome.events, mask, now=now)
     stored: dict[str, Any] = {
         "attempt": attempt,
         "instance_id": instance_id,
@@ -635,12 +667,23 @@ async def result(
         "cancelled": outcome.cancelled,
         "last_seq": outcome.last_seq,
     }
-    await _apply(ports, item, instance_id=instance_id, stored=stored)
-    if record is None:
-        await _record(ports, name, item, instance_id)
-    _, first = await ports.agents.set_result(job_id, attempt, stored, at=ports.clock.now())
-    if not first:
+    await _apply(ports, item, instance_id=instance_id, stored=stored, tx=tx)  # a repeat: a broker duplicate
+    done = await ports.agents.finish_attempt(
+        job_id,
+        attempt,
+        stored,
+        started_at=now if outcome.start else None,
+        lines=lines,
+        max_bytes=LIMITS["log_bytes"],
+        at=now,
+        tx=tx,
+    )
+    if done is None:
+        raise _Unrecorded(item)
+    if not done[1]:
         return duplicate
+    if outcome.start:
+        log.info("job_started", job_id=job_id, agent=name, attempt=attempt)
     log.info(
         "job_finished",
         job_id=job_id,
@@ -652,21 +695,29 @@ async def result(
     return {"accepted": True}
 
 
-async def _apply(ports: Ports, item: Item, *, instance_id: str, stored: dict[str, Any]) -> None:
-    """Finish (or retry) the broker item; a superseded epoch is ``LeaseLost``."""
+async def _apply(
+    ports: Ports, item: Item, *, instance_id: str, stored: dict[str, Any], tx: Transaction
+) -> None:
+    """Finish (or retry) the broker item in ``tx``; a superseded epoch is ``LeaseLost``."""
     epoch = int(stored["attempt"])
     try:
         if stored["status"] == "READY":
-            await ports.broker.complete(item.id, owner=instance_id, epoch=epoch, result=stored)
+            await ports.broker.complete(item.id, owner=instance_id, epoch=epoch, result=stored, tx=tx)
         elif stored["cancelled"] and item.cancel_requested is not None:
             await ports.broker.complete(
-                item.id, owner=instance_id, epoch=epoch, result=stored, state="cancelled"
+                item.id, owner=instance_id, epoch=epoch, result=stored, state="cancelled", tx=tx
             )
         else:
             error = str(stored["error_message"]).splitlines()[0] if stored["error_message"] else "job failed"
             retry_in = await _retry_in(ports, item)
             await ports.broker.fail(
-                item.id, owner=instance_id, epoch=epoch, error=error, retry_in_s=retry_in, result=stored
+                item.id,
+                owner=instance_id,
+                epoch=epoch,
+                error=error,
+                retry_in_s=retry_in,
+                result=stored,
+                tx=tx,
             )
     except errors.NotFound:
         raise

@@ -353,6 +353,9 @@ class _Run:
     async def _dispatch(self, step: Mapping[str, Any], stored: StoredDocument) -> str:
         """Enqueue the step's job and record its id in the instance, in one transaction."""
         payload = self._payload(step, stored.body)
+        if self.ports.secret_box is not None and payload["secrets"]:
+            # Encrypted in the queue too; the claim answer decrypts them for the agent only.
+            payload["secrets"] = self.ports.secret_box.encrypt(payload["secrets"])
         invocation = payload["invocation"]
         job_id = ulid(self.ports.clock.now())
         spec = ItemSpec(

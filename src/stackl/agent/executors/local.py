@@ -6,6 +6,12 @@ and cancellation stop the whole process tree: SIGTERM to the group and to every 
 (ansible-runner, for one, starts ansible-playbook in a session of its own), a grace period, then SIGKILL.
 Secrets reach tools through the 0600 `secrets.json`, or the environment for the shell tool, and are masked in
 every line and output.
+
+Every process of a job carries `STACKL_WORK_DIR=<its job directory>` in its environment, which finds it when
+parent links no longer do (an orphan reparented to init). Each running step's process group is recorded
+under `<data-dir>/procs/` while it runs. A restarted agent (``start``, before it claims) stops what a
+killed previous instance left: the recorded groups and every process whose `STACKL_WORK_DIR` lies in its
+`jobs/` directory; then it removes the stale job directories.
 """
 
 import asyncio
@@ -19,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from stackl import errors
 from stackl.agent import outputs, proctree, secrets
 from stackl.agent.executors.base import Emit, Executor, Job, LineSink, LineSplitter, Result, Stream
@@ -27,12 +35,17 @@ from stackl.agent.tools.base import Step, Tool, ToolContext
 from stackl.agent.tools.packer import PackerTool
 from stackl.agent.tools.shell import ShellTool
 from stackl.agent.tools.terraform import TerraformTool
-from stackl.agent.workdir import WorkDir, open_private
+from stackl.agent.workdir import WorkDir, open_private, remove_stale
 
 GRACE_S = 30.0  # SIGTERM → SIGKILL (agents.md §5)
 DRAIN_S = 2.0  # after a step exits, how long a background child holding its pipes may keep them
 READ_CHUNK = 64 * 1024
 OUTSIDE = "working_directory outside the automation directories"
+PROCS_DIR = "procs"  # <data-dir>/procs/<pid>.json: the process groups of running steps
+WORK_DIR_VAR = "STACKL_WORK_DIR"
+LEFTOVER_GRACE_S = 5.0  # SIGTERM → SIGKILL for what a killed previous instance left running
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,18 @@ class LocalExecutor(Executor):
         """The tools whose executables are found on the tools' `PATH` (only those are advertised)."""
         path = self._path()
         return sorted(name for name, tool in self._tools.items() if shutil.which(tool.binary, path=path))
+
+    async def start(self, *, agent: str, instance_id: str, previous_instance_id: str | None) -> None:
+        """Before the first claim: stop the processes a killed previous instance left, remove its job dirs."""
+        data_dir = self.config.data_dir
+        groups = await asyncio.to_thread(proctree.recorded_groups, data_dir / PROCS_DIR)
+        marker = f"{WORK_DIR_VAR}={data_dir.resolve() / 'jobs'}/"
+        stopped = await proctree.stop_marked(
+            marker, pgids=groups, grace_s=min(self.config.grace_s, LEFTOVER_GRACE_S)
+        )
+        removed = await asyncio.to_thread(remove_stale, data_dir)
+        if stopped or removed:
+            log.info("local_leftovers_removed", agent=agent, processes=len(stopped), job_dirs=len(removed))
 
     def _path(self) -> str:
         # The agent's interpreter directory first: ansible-runner starts ansible-playbook from PATH.
@@ -286,6 +311,8 @@ class LocalExecutor(Executor):
                 raise errors.ExecutionError(f"{step.name} cannot start: {exc.strerror}") from exc
             assert proc.stdout is not None  # noqa: S101 - PIPE was asked for
             assert proc.stderr is not None  # noqa: S101
+            recorded = proctree.record(self.config.data_dir / PROCS_DIR, proc.pid)
+            marker = f"{WORK_DIR_VAR}={env[WORK_DIR_VAR]}" if WORK_DIR_VAR in env else None
             readers = [
                 asyncio.create_task(self._read(proc.stdout, "stdout", sink, capture)),
                 asyncio.create_task(self._read(proc.stderr, "stderr", sink, None)),
@@ -293,13 +320,15 @@ class LocalExecutor(Executor):
             try:
                 stopped = await self._wait(proc, cancel, deadline)
                 if stopped is not None:
-                    await proctree.stop(proc.pid, grace_s=self.config.grace_s, wait=proc.wait)
+                    await proctree.stop(proc.pid, grace_s=self.config.grace_s, wait=proc.wait, marker=marker)
                 await self._drain(readers)
             finally:
                 for reader in readers:
                     reader.cancel()
                 if proc.returncode is None:  # cancelled from outside (the agent stops): leave nothing behind
-                    await proctree.stop(proc.pid, grace_s=0, wait=proc.wait)
+                    await proctree.stop(proc.pid, grace_s=0, wait=proc.wait, marker=marker)
+                if recorded is not None:
+                    recorded.unlink(missing_ok=True)
         finally:
             if capture is not None:
                 capture.close()

@@ -8,6 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from stackl import errors
+from stackl.api import problems
 from stackl.api.deps import PortsDep
 from stackl.schemas.agents import (
     AttemptBody,
@@ -19,6 +21,7 @@ from stackl.schemas.agents import (
     RegisterBody,
     ReleaseBody,
     ResultBody,
+    ResultsBody,
 )
 from stackl.usecases import agents as cases
 
@@ -52,7 +55,7 @@ async def agent_heartbeat(name: str, body: HeartbeatBody, ports: PortsDep) -> di
     )
 
 
-@router.post("/{name}/claim", response_model=None)
+@router.post("/{name}/claim", response_model=None, responses={204: {"description": "no job within the wait"}})
 async def claim_jobs(
     name: str, body: ClaimBody, ports: PortsDep, request: Request
 ) -> dict[str, Any] | Response:
@@ -98,7 +101,32 @@ def _lines(events: list[EventItem]) -> list[cases.Event]:
 @router.post("/{name}/jobs/{job_id}/result")
 async def post_job_result(name: str, job_id: str, body: ResultBody, ports: PortsDep) -> dict[str, Any]:
     """The final status of an attempt: the first result wins, a repeat is answered as a duplicate."""
-    outcome = cases.JobResult(
+    return await cases.result(ports, name, job_id, instance_id=body.instance_id, outcome=_outcome(body))
+
+
+# Named like the single call: the same operation for the access check and the audit (an agent reports).
+@router.post("/{name}/results", name="post_job_results")
+async def post_job_results(name: str, body: ResultsBody, ports: PortsDep) -> dict[str, Any]:
+    """Several results in one call (feature ``result_batch``): each answered as its own call would be."""
+    answers: list[dict[str, Any]] = []
+    for entry in body.results:
+        head = {"job_id": entry.job_id, "attempt": entry.attempt}
+        try:
+            answer = await cases.result(
+                ports, name, entry.job_id, instance_id=entry.instance_id, outcome=_outcome(entry)
+            )
+        except errors.StacklError as exc:
+            status = problems.status_of(exc)
+            if status >= 500:
+                raise  # the database or a bug: the whole call fails, and the agent sends them all again
+            answers.append(head | {"status": status, "detail": exc.message, **exc.extra()})
+            continue
+        answers.append(head | {"status": 200, **answer})
+    return {"results": answers}
+
+
+def _outcome(body: ResultBody) -> cases.JobResult:
+    return cases.JobResult(
         attempt=body.attempt,
         status=body.status,
         exit_code=body.exit_code,
@@ -113,7 +141,6 @@ async def post_job_result(name: str, job_id: str, body: ResultBody, ports: Ports
         start=body.start,
         events=_lines(body.events),
     )
-    return await cases.result(ports, name, job_id, instance_id=body.instance_id, outcome=outcome)
 
 
 @router.post("/{name}/jobs/{job_id}/release")
