@@ -93,18 +93,6 @@ def container_name(job: Job) -> str:
     return f"stackl-{job.job_id}-{job.attempt}"
 
 
-class _Stopped(errors.ExecutionError):
-    def __init__(self, message: str, *, timed_out: bool) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
-
-
-class _Exited(errors.ToolFailed):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 class DockerExecutor(Executor):
     """Runs each job in a container on a Docker engine; see the module docstring."""
 
@@ -167,20 +155,10 @@ class DockerExecutor(Executor):
         return names
 
     async def run(self, job: Job, *, emit: Emit, cancel: asyncio.Event) -> Result:
-        sink = LineSink(emit, secrets.Masker(job.secrets))
-        started = time.monotonic()
-        try:
-            handled = secrets.handle(self.config.secret_handler, job.secrets)
-            sink.masker = secrets.Masker(job.secrets, handled)
+        async def body(handled: dict[str, Any], sink: LineSink) -> Result:
             return await self._run(job, handled, sink, cancel)
-        except _Exited as exc:
-            return _failed(sink, exc.message, started, exit_code=exc.exit_code)
-        except _Stopped as exc:
-            return _failed(sink, exc.message, started, timed_out=exc.timed_out, cancelled=not exc.timed_out)
-        except errors.ExecutionError as exc:
-            return _failed(sink, exc.message, started)
-        except OSError as exc:  # the job directory or a tool file could not be written or read
-            return _failed(sink, f"agent file error: {exc.strerror} ({exc.filename})", started)
+
+        return await script.guarded_run(job, emit, self.config.secret_handler, body)
 
     async def _run(self, job: Job, handled: dict[str, Any], sink: LineSink, cancel: asyncio.Event) -> Result:
         image = job.invocation.image
@@ -331,9 +309,9 @@ class DockerExecutor(Executor):
                 streaming.cancel()
         duration = time.monotonic() - started
         if stopped == "timeout":
-            raise _Stopped(f"timed out after {timeout_s:g} s", timed_out=True)
+            raise script.Stopped(f"timed out after {timeout_s:g} s", timed_out=True)
         if stopped == "cancel":
-            raise _Stopped("cancelled", timed_out=False)
+            raise script.Stopped("cancelled", timed_out=False)
         code = int(state.get("ExitCode") or 0)
         if code != 0:
             status = workdir.path(script.STATUS_FILE)
@@ -341,7 +319,7 @@ class DockerExecutor(Executor):
             if not message or state.get("OOMKilled"):
                 reason = " (OOMKilled)" if state.get("OOMKilled") else ""
                 message = f"container exited with code {code}{reason}"
-            raise _Exited(message.splitlines()[0], code)
+            raise script.Exited(message.splitlines()[0], code)
         return Result("READY", duration_s=duration, exit_code=0)
 
     async def _wait(self, container: str, cancel: asyncio.Event, deadline: float) -> str | None:
@@ -442,9 +420,3 @@ def _reason(exc: Exception) -> str:
     explanation = getattr(exc, "explanation", None)
     text = str(explanation or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _failed(sink: LineSink, summary: str, started: float, **flags: Any) -> Result:
-    return Result(
-        "FAILED", error_message=sink.error_message(summary), duration_s=time.monotonic() - started, **flags
-    )

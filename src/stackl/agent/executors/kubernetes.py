@@ -203,18 +203,6 @@ def job_manifest(
     }
 
 
-class _Stopped(errors.ExecutionError):
-    def __init__(self, message: str, *, timed_out: bool) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
-
-
-class _Exited(errors.ToolFailed):
-    def __init__(self, message: str, exit_code: int | None) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 @dataclass
 class _Log:
     """What the followed log carried besides lines: the outputs document and the failed step."""
@@ -350,20 +338,10 @@ class KubernetesExecutor(Executor):
 
     # --- run --------------------------------------------------------------------------------------------
     async def run(self, job: Job, *, emit: Emit, cancel: asyncio.Event) -> Result:
-        sink = LineSink(emit, secrets.Masker(job.secrets))
-        started = time.monotonic()
-        try:
-            handled = secrets.handle(self.config.secret_handler, job.secrets)
-            sink.masker = secrets.Masker(job.secrets, handled)
+        async def body(handled: dict[str, Any], sink: LineSink) -> Result:
             return await self._run(job, handled, sink, cancel)
-        except _Exited as exc:
-            return _failed(sink, exc.message, started, exit_code=exc.exit_code)
-        except _Stopped as exc:
-            return _failed(sink, exc.message, started, timed_out=exc.timed_out, cancelled=not exc.timed_out)
-        except errors.ExecutionError as exc:
-            return _failed(sink, exc.message, started)
-        except OSError as exc:
-            return _failed(sink, f"agent file error: {exc.strerror} ({exc.filename})", started)
+
+        return await script.guarded_run(job, emit, self.config.secret_handler, body)
 
     async def _run(self, job: Job, handled: dict[str, Any], sink: LineSink, cancel: asyncio.Event) -> Result:
         if not job.invocation.image:
@@ -519,10 +497,10 @@ class KubernetesExecutor(Executor):
             while True:
                 if cancel.is_set():
                     await asyncio.to_thread(self._delete_job, name, "Foreground")
-                    raise _Stopped("cancelled", timed_out=False)
+                    raise script.Stopped("cancelled", timed_out=False)
                 if time.monotonic() > deadline:
                     await asyncio.to_thread(self._delete_job, name, "Foreground")
-                    raise _Stopped(f"timed out after {timeout_s:g} s", timed_out=True)
+                    raise script.Stopped(f"timed out after {timeout_s:g} s", timed_out=True)
                 job_obj, pod = await asyncio.to_thread(self._read, state)
                 status = _container_status(pod, state.container)
                 if pod is not None and follower is None and _started(status):
@@ -537,7 +515,7 @@ class KubernetesExecutor(Executor):
                     break
                 if verdict == "DeadlineExceeded":
                     await asyncio.to_thread(self._delete_job, name, "Foreground")
-                    raise _Stopped(f"timed out after {timeout_s:g} s", timed_out=True)
+                    raise script.Stopped(f"timed out after {timeout_s:g} s", timed_out=True)
                 if verdict is not None or (terminated is not None and terminated.exit_code):
                     await _settle(follower, captured)
                     raise self._exited(state, terminated, captured, verdict)
@@ -585,15 +563,15 @@ class KubernetesExecutor(Executor):
         pods.sort(key=lambda pod: pod.metadata.creation_timestamp or 0)
         return job_obj, (pods[-1] if pods else None)
 
-    def _exited(self, state: _Watch, terminated: Any, captured: _Log, verdict: str | None) -> _Exited:
+    def _exited(self, state: _Watch, terminated: Any, captured: _Log, verdict: str | None) -> script.Exited:
         if terminated is not None:
             code = int(terminated.exit_code or 0)
             if captured.status and terminated.reason != "OOMKilled":
-                return _Exited(captured.status, code)
-            return _Exited(
+                return script.Exited(captured.status, code)
+            return script.Exited(
                 f"{state.container} exited with code {code} ({terminated.reason or 'Error'})", code
             )
-        return _Exited(f"Job failed: {verdict}", None)
+        return script.Exited(f"Job failed: {verdict}", None)
 
     def _stuck(self, job: Job, state: _Watch, pod: Any, status: Any) -> None:
         """Raise when the pod cannot start: image pull errors, bad container config, unschedulable."""
@@ -734,9 +712,3 @@ def _api_exception() -> tuple[type[Exception], ...]:
 def _reason(exc: Exception) -> str:
     reason = getattr(exc, "reason", None) or str(exc)
     return str(reason).strip().splitlines()[0] if str(reason).strip() else type(exc).__name__
-
-
-def _failed(sink: LineSink, summary: str, started: float, **flags: Any) -> Result:
-    return Result(
-        "FAILED", error_message=sink.error_message(summary), duration_s=time.monotonic() - started, **flags
-    )

@@ -17,14 +17,17 @@ never in `run.sh`: it names files only.
 """
 
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
 
-from stackl.agent.executors.base import Job
+from stackl import errors
+from stackl.agent import secrets
+from stackl.agent.executors.base import Emit, Job, LineSink, Result
 from stackl.agent.tools import ansible, packer, terraform
 from stackl.agent.tools.ansible import AnsibleTool
 from stackl.agent.tools.base import Step, Tool, ToolContext
@@ -401,3 +404,51 @@ def split_markers(text: str) -> tuple[str | None, str | None, str | None]:
     if rest.startswith(STATUS_MARKER):
         return before, None, rest[len(STATUS_MARKER) :]
     return text, None, None
+
+
+# --- shared by the container executors: their failures and the guard around a run -----------------------------
+class Stopped(errors.ExecutionError):
+    """The job was stopped: its timeout passed (``timed_out``) or it was cancelled."""
+
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class Exited(errors.ToolFailed):
+    """The job's container ended with a non-zero exit code (None when the platform did not say)."""
+
+    def __init__(self, message: str, exit_code: int | None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def failed(sink: LineSink, summary: str, started: float, **flags: Any) -> Result:
+    """A FAILED result: ``summary`` first, then the tail of the job's output."""
+    return Result(
+        "FAILED", error_message=sink.error_message(summary), duration_s=time.monotonic() - started, **flags
+    )
+
+
+RunBody = Callable[[dict[str, Any], LineSink], Awaitable[Result]]
+
+
+async def guarded_run(job: Job, emit: Emit, secret_handler: str, body: RunBody) -> Result:
+    """Run ``body(handled secrets, sink)`` and turn every expected failure into a FAILED result.
+
+    The sink masks the job's secrets (as given and as handled) in every line and in the error message.
+    """
+    sink = LineSink(emit, secrets.Masker(job.secrets))
+    started = time.monotonic()
+    try:
+        handled = secrets.handle(secret_handler, job.secrets)
+        sink.masker = secrets.Masker(job.secrets, handled)
+        return await body(handled, sink)
+    except Exited as exc:
+        return failed(sink, exc.message, started, exit_code=exc.exit_code)
+    except Stopped as exc:
+        return failed(sink, exc.message, started, timed_out=exc.timed_out, cancelled=not exc.timed_out)
+    except errors.ExecutionError as exc:
+        return failed(sink, exc.message, started)
+    except OSError as exc:  # the job directory or a tool file could not be written or read
+        return failed(sink, f"agent file error: {exc.strerror} ({exc.filename})", started)
