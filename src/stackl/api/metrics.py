@@ -13,7 +13,6 @@ re-read from the database on each scrape, so every server of a cluster reports t
 """
 
 import dataclasses
-import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -30,7 +29,6 @@ from stackl.api.deps import PortsDep
 from stackl.broker.base import State
 from stackl.domain.documents import DOCUMENT_TYPES
 from stackl.policy.base import DEFAULT_TIMEOUT_S, Policy, PolicyDecision, PolicyEngine, PolicyInfo
-from stackl.usecases import instances
 from stackl.usecases.agents import OFFLINE_AFTER_S
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE
@@ -159,30 +157,18 @@ class InstrumentedPolicyEngine(PolicyEngine):
         self.inner.close()
 
 
-def _timed_placement(plan_sync: Callable[..., instances.Planned]) -> Callable[..., instances.Planned]:
-    @functools.wraps(plan_sync)
-    def timed(*args: Any, **kwargs: Any) -> instances.Planned:
-        started = time.perf_counter()
-        result = "error"
-        try:
-            planned = plan_sync(*args, **kwargs)
-            result = "placed" if planned.placed is not None else "infeasible"
-            return planned
-        finally:
-            PLACEMENTS.labels(result).inc()
-            PLACEMENT_SECONDS.observe(time.perf_counter() - started)
-
-    timed.__dict__["stackl_timed"] = True
-    return timed
+def _observe_placement(outcome: str, seconds: float) -> None:
+    PLACEMENTS.labels(outcome).inc()
+    PLACEMENT_SECONDS.observe(seconds)
 
 
 def instrument(ports: Ports) -> Ports:
-    """The ports with an instrumented policy engine; placements are timed from now on (idempotent)."""
-    if not getattr(instances.plan_sync, "stackl_timed", False):
-        instances.plan_sync = _timed_placement(instances.plan_sync)
+    """The ports with an instrumented policy engine and a placement observer (idempotent)."""
     if isinstance(ports.policies, InstrumentedPolicyEngine):
         return ports
-    return dataclasses.replace(ports, policies=InstrumentedPolicyEngine(ports.policies))
+    return dataclasses.replace(
+        ports, policies=InstrumentedPolicyEngine(ports.policies), placement_observer=_observe_placement
+    )
 
 
 async def _collect(ports: Ports, subscribers: int) -> None:

@@ -9,6 +9,7 @@ its explanation and the plan. It writes nothing and consumes no counter; an infe
 
 import asyncio
 import copy
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -343,11 +344,17 @@ def plan_sync(
         "plan": [],
         "warnings": [],
     }
+    started, outcome = time.perf_counter(), "error"
     try:
         result = placement.place(request, ports.policies)
+        outcome = "placed"
     except errors.PlacementFailed as exc:
+        outcome = "infeasible"
         answer.update(feasible=False, detail=exc.message, explanation=exc.explanation)
         return Planned(answer=answer)
+    finally:
+        if ports.placement_observer is not None:
+            ports.placement_observer(outcome, time.perf_counter() - started)
     answer["placement"] = {
         alias: {"service": ctx.service_of[alias], "targets": list(result.targets.get(alias, []))}
         for alias in ctx.aliases

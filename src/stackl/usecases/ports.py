@@ -4,6 +4,7 @@ Use cases never open adapters themselves; they get the already-open ports here, 
 in-memory fakes in unit tests and on SQLite or PostgreSQL with the embedded Rego engine in production.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from stackl.broker.base import Broker
@@ -42,3 +43,5 @@ class Ports:
     tokens: TokenStore = field(default_factory=InMemoryTokenStore)
     audit: AuditLog = field(default_factory=InMemoryAuditLog)
     secret_box: SecretBox | None = None  # encrypts secret values at rest (job payloads, for the broker)
+    # Told how each placement went ("placed", "infeasible" or "error") and how long it took (/metrics).
+    placement_observer: Callable[[str, float], None] | None = None
