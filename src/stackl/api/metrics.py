@@ -26,7 +26,6 @@ from prometheus_client import Counter as PromCounter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stackl.api.deps import PortsDep
-from stackl.broker.base import State
 from stackl.domain.documents import DOCUMENT_TYPES
 from stackl.policy.base import DEFAULT_TIMEOUT_S, Policy, PolicyDecision, PolicyEngine, PolicyInfo
 from stackl.usecases.agents import OFFLINE_AFTER_S
@@ -64,8 +63,6 @@ QUEUE_AGE = Gauge("stackl_queue_oldest_age_seconds", "age of the oldest ready it
 AGENTS = Gauge("stackl_agents", "agent instances by state (online, offline)", ["state"])
 DOCUMENTS = Gauge("stackl_documents", "current documents by type", ["type"])
 SUBSCRIBERS = Gauge("stackl_events_subscribers", "followers of GET /events on this server")
-
-_STATES: tuple[State, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def route_of(scope: Scope) -> str:
@@ -181,13 +178,12 @@ async def _collect(ports: Ports, subscribers: int) -> None:
     tasks: Counter[tuple[str, str]] = Counter()
     jobs: Counter[tuple[str, str]] = Counter()
     queues: set[str] = {TASKS_QUEUE}
-    for state in _STATES:
-        for item in await ports.broker.list(state=state):
-            if item.queue == TASKS_QUEUE:
-                tasks[(item.kind, state)] += 1
-            elif item.queue.startswith("agent:"):
-                jobs[(item.queue.removeprefix("agent:"), state)] += 1
-                queues.add(item.queue)
+    for (queue, kind, state), count in (await ports.broker.counts()).items():
+        if queue == TASKS_QUEUE:
+            tasks[(kind, state)] += count
+        elif queue.startswith("agent:"):
+            jobs[(queue.removeprefix("agent:"), state)] += count
+            queues.add(queue)
     for (kind, task_state), count in tasks.items():
         TASKS.labels(kind, task_state).set(count)
     TASKS_RUNNING.set(sum(c for (_, s), c in tasks.items() if s == "running"))

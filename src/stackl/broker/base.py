@@ -458,6 +458,14 @@ class Broker(abc.ABC):
     ) -> builtins.list[Item]:
         """Items matching every given filter, oldest first (by id)."""
 
+    async def counts(self) -> dict[tuple[str, str, str], int]:
+        """How many items there are per (queue, kind, state): counted, not loaded (``/metrics``)."""
+        found: dict[tuple[str, str, str], int] = {}
+        for item in await self.list():
+            key = (item.queue, item.kind, item.state)
+            found[key] = found.get(key, 0) + 1
+        return found
+
     @abc.abstractmethod
     async def wait(self, *, queues: Sequence[str], timeout_s: float) -> bool:
         """Wait until an item of ``queues`` may be claimable: True then, False after ``timeout_s``.

@@ -535,6 +535,14 @@ class SqlBroker(Broker):
         async with self._connection(readonly=True) as connection:
             return [_item(row) for row in await self._execute(connection, statement)]
 
+    async def counts(self) -> dict[tuple[str, str, str], int]:
+        statement = sa.select(_Q.queue, _Q.kind, _Q.state, sa.func.count()).group_by(
+            _Q.queue, _Q.kind, _Q.state
+        )
+        async with self._connection(readonly=True) as connection:
+            rows: list[Any] = list((await self._execute(connection, statement)).all())
+        return {(str(row[0]), str(row[1]), str(row[2])): int(row[3]) for row in rows}
+
     async def depth(self, queue: str) -> Depth:
         now = self._now()
         async with self._connection(readonly=True) as connection:

@@ -536,3 +536,12 @@ async def test_a_final_item_loses_its_secrets_and_a_retried_one_keeps_them(
     assert expired is not None
     assert expired.state == "failed"
     assert "secrets" not in expired.payload
+
+
+async def test_counts_group_items_by_queue_kind_and_state(broker: Broker) -> None:
+    await broker.enqueue(ItemSpec(queue="q1", kind="a", payload={}))
+    await broker.enqueue(ItemSpec(queue="q1", kind="a", payload={}))
+    await broker.enqueue(ItemSpec(queue="q2", kind="b", payload={}))
+    [claimed] = await broker.claim(queues=["q2"], owner="w", lease_s=30)
+    await broker.complete(claimed.id, owner="w", epoch=claimed.lease_epoch, result={})
+    assert await broker.counts() == {("q1", "a", "queued"): 2, ("q2", "b", "succeeded"): 1}
