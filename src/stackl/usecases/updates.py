@@ -249,8 +249,11 @@ async def prepare(
         "placement": answer["explanation"],
         "extra_services": [e.model_dump() for e in merged.services or []],
     }
-    async with ports.store.transaction(readonly=True) as tx:  # host names as they would be now
-        await hosting.fill(tx, host_plan, body, base_params, consume=False)
+    if host_plan.counter_names():  # host names as they would be now: the counters' current values
+        async with ports.store.transaction(readonly=True) as tx:
+            await hosting.fill(tx, host_plan, body, base_params, consume=False)
+    else:
+        await hosting.fill(None, host_plan, body, base_params, consume=False)
     records = body.get("steps") or {}
     for group in apply_groups:
         for step in group["steps"]:
