@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from bench.cluster import Cluster
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -43,8 +42,6 @@ def overlapping(intervals: list[tuple[datetime, datetime]]) -> bool:
     return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered))
 
 
-# A request in flight to the server the test kills can leave its socket to the garbage collector.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_fifty_instances_through_two_servers_survive_a_killed_server_and_worker(
     pg_url: str, tmp_path: Path
 ) -> None:
