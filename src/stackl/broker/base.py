@@ -35,6 +35,20 @@ them on memory, SQLite and PostgreSQL):
 - **Ephemeral payload keys.** When an item reaches a final state its payload loses the keys of
   ``EPHEMERAL_KEYS`` (a job's ``secrets``): they are needed only while it may still run, and must not stay in
   the database in clear for ever (encrypting them at rest is a later issue).
+- **Parents and parking** (event-driven tasks, lifecycle.md §5). An item may name a ``parent_id`` (a job names
+  the task that dispatched it). Whenever an item reaches a final state, in the same transaction, its parent's
+  ``wakeups`` grows by one and a parent that is ``queued`` becomes ready now. A holder that has nothing to do
+  until its children end ``park``s its item: back to ``queued``, ready at ``until`` (a timer such as the task
+  deadline), without using up an attempt; but ready at once when a child ended since the holder's claim
+  (``wakeups`` differs from the value it claimed), so a wake-up between the holder's last look and its park is
+  never lost. A parked item costs a row: nothing polls it.
+- **Fencing in the writer's transaction.** ``fence(tx=…)`` checks, inside the caller's transaction, that the
+  caller still holds the item at its epoch (and takes the row's write lock until commit on PostgreSQL), so a
+  holder that lost its lease commits nothing of what it wrote in that transaction.
+- **Cancel with wind-down.** ``cancel(wind_down=True)`` on a queued item that started before (a parked task)
+  does not end it: it records the request and makes the item ready now, so its next holder stops what it
+  started (its jobs) and finishes the item itself. A cancel request on a running item counts as a wake-up,
+  so a holder about to park looks again.
 - Times come from the injected clock; ids are ULIDs.
 """
 
@@ -75,6 +89,7 @@ class ItemSpec:
     timeout_s: float | None = None  # per claim: deadline = claim time + timeout_s
     unique_key: str | None = None  # at most one queued or running item per key
     id: str | None = None
+    parent_id: str | None = None  # woken when this item reaches a final state
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +119,8 @@ class Item:
     result: Any
     error: str | None
     unique_key: str | None
+    parent_id: str | None = None  # the item woken when this one ends
+    wakeups: int = 0  # how many of this item's children ended: a park compares it with the claimed value
 
     @property
     def final(self) -> bool:
@@ -181,6 +198,16 @@ def check_finish(item: Item | None, item_id: str, *, owner: str | None, epoch: i
     )
 
 
+def fence_lost(item: Item | None, item_id: str, *, owner: str, epoch: int) -> errors.LeaseLost:
+    """The error of a failed ``fence``: the holder must stop and write nothing."""
+    if item is None:
+        return errors.LeaseLost(f"queue item {item_id} is gone; {owner} at epoch {epoch} writes nothing")
+    return errors.LeaseLost(
+        f"queue item {item_id} is {item.state} at epoch {item.lease_epoch} (owner {item.lease_owner}); "
+        f"{owner} at epoch {epoch} lost it and writes nothing"
+    )
+
+
 def lease_lost(item: Item | None, item_id: str, *, owner: str, epoch: int) -> errors.StacklError:
     """The error of a refused heartbeat: NotFound, or Conflict naming why the lease is gone."""
     if item is None:
@@ -224,6 +251,8 @@ def new_item(spec: ItemSpec, *, now: datetime, item_id: str) -> dict[str, Any]:
         "result": None,
         "error": None,
         "unique_key": spec.unique_key,
+        "parent_id": spec.parent_id,
+        "wakeups": 0,
     }
 
 
@@ -291,6 +320,30 @@ def release(item: Item, now: datetime, *, started: bool) -> dict[str, Any]:
             "updated_at": now,
         }
     return changes | {"lease_owner": item.lease_owner}
+
+
+def park(item: Item, now: datetime, *, until: datetime, woken: bool) -> dict[str, Any]:
+    """The column changes of a running item its holder parks at ``now`` until ``until`` (or now if ``woken``).
+
+    Like an unstarted release, a park is not an attempt (``max_attempts`` grows by one, ``lease_expiries``
+    stays) and the holder's ``lease_owner`` stays on the row, so a repeated park is recognised as a duplicate.
+    """
+    return {
+        "state": "queued",
+        "available_at": now if woken else max(until, now),
+        "lease_until": None,
+        "max_attempts": item.max_attempts + 1,
+        "updated_at": now,
+        "lease_owner": item.lease_owner,
+    }
+
+
+def woken(parent: Item, now: datetime) -> dict[str, Any]:
+    """The column changes of a parent one of whose children just ended (see the module docstring)."""
+    changes: dict[str, Any] = {"wakeups": parent.wakeups + 1}
+    if parent.state == "queued" and parent.available_at > now:
+        changes["available_at"] = now
+    return changes
 
 
 def lapsed(item: Item, now: datetime) -> bool:
@@ -372,6 +425,21 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def heartbeat_many(
+        self, held: Sequence[tuple[str, int]], *, owner: str, lease_s: float = DEFAULT_LEASE_S
+    ) -> dict[str, Item]:
+        """``heartbeat`` for many ``(item_id, epoch)`` of one owner at once, in one statement.
+
+        Returns the renewed items by id; an item left out was refused (lapsed, superseded, not running,
+        unknown), as ``heartbeat`` would have raised for it. An agent lists all its jobs at once, so its
+        heartbeat costs the database the same whether it runs one job or a thousand.
+        """
+
+    @abc.abstractmethod
+    async def get_many(self, item_ids: Sequence[str]) -> dict[str, Item]:
+        """The items that exist among ``item_ids``, by id (one read)."""
+
+    @abc.abstractmethod
     async def complete(
         self,
         item_id: str,
@@ -428,12 +496,33 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def cancel(self, item_id: str, *, by: str) -> Item:
+    async def park(self, item_id: str, *, owner: str, epoch: int, until: datetime, seen_wakeups: int) -> Item:
+        """Give a running item back until ``until``, or until one of its children ends (see ``park`` above).
+
+        ``seen_wakeups`` is the item's ``wakeups`` when the holder claimed it: if it grew since, the item is
+        ready at once. A repeated call for the same owner and epoch returns the item unchanged.
+
+        Raises:
+            NotFound: no such item.
+            Conflict: the caller's epoch or owner is superseded, or the item is not running.
+        """
+
+    @abc.abstractmethod
+    async def fence(self, item_id: str, *, owner: str, epoch: int, tx: Transaction) -> None:
+        """Check in ``tx`` that ``owner`` still holds the running item at ``epoch`` (the row stays locked).
+
+        Raises:
+            LeaseLost: the item is gone, final, re-queued or held at another epoch: write nothing.
+        """
+
+    @abc.abstractmethod
+    async def cancel(self, item_id: str, *, by: str, wind_down: bool = False) -> Item:
         """Cancel an item: a queued one ends ``cancelled`` at once, a running one gets ``cancel_requested``.
 
         The holder of a running item sees the request on its next heartbeat and confirms with
         ``complete(state="cancelled")``; if its lease lapses first, the item ends ``cancelled`` anyway. A
-        final item is returned unchanged.
+        final item is returned unchanged. With ``wind_down``, a queued item that started before gets
+        ``cancel_requested`` and becomes ready now instead of ending (its next holder winds it down).
 
         Raises:
             NotFound: no such item.
@@ -459,10 +548,14 @@ class Broker(abc.ABC):
         """Items matching every given filter, oldest first (by id)."""
 
     async def counts(self) -> dict[tuple[str, str, str], int]:
-        """How many items there are per (queue, kind, state): counted, not loaded (``/metrics``)."""
+        """How many items there are per (queue, kind, state): counted, not loaded (``/metrics``).
+
+        A queued item that started before (a parked task, a job waiting to be retried) counts as ``waiting``.
+        """
         found: dict[tuple[str, str, str], int] = {}
         for item in await self.list():
-            key = (item.queue, item.kind, item.state)
+            waiting = item.state == "queued" and item.started_at is not None
+            key = (item.queue, item.kind, "waiting" if waiting else item.state)
             found[key] = found.get(key, 0) + 1
         return found
 

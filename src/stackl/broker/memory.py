@@ -50,6 +50,19 @@ class InMemoryBroker(Broker):
             if queue in queues:
                 event.set()
 
+    def _put(self, item: Item) -> Item:
+        """Store a changed item (scrubbed when final); an item that just ended wakes its parent."""
+        before = self._items.get(item.id)
+        item = base.scrubbed(item)
+        self._items[item.id] = item
+        if item.final and (before is None or not before.final) and item.parent_id is not None:
+            parent = self._items.get(item.parent_id)
+            if parent is not None and parent.state in base.ACTIVE_STATES:
+                self._items[parent.id] = replace(parent, **base.woken(parent, self._now()))
+                if parent.state == "queued":
+                    self._wake(parent.queue)
+        return item
+
     def _require(self, item_id: str) -> Item:
         item = self._items.get(item_id)
         if item is None:
@@ -152,8 +165,7 @@ class InMemoryBroker(Broker):
     def _expire(self, now: datetime) -> int:
         lapsed = [item for item in self._items.values() if base.lapsed(item, now)]
         for item in lapsed:
-            changed = replace(item, **base.expiry(item, now))
-            self._items[item.id] = changed = base.scrubbed(changed)
+            changed = self._put(replace(item, **base.expiry(item, now)))
             if changed.state == "queued":
                 self._wake(item.queue)
         return len(lapsed)
@@ -175,6 +187,20 @@ class InMemoryBroker(Broker):
         extended = replace(item, lease_until=now + timedelta(seconds=lease_s), updated_at=now)
         self._items[item_id] = extended
         return extended
+
+    async def heartbeat_many(
+        self, held: Sequence[tuple[str, int]], *, owner: str, lease_s: float = base.DEFAULT_LEASE_S
+    ) -> dict[str, Item]:
+        renewed: dict[str, Item] = {}
+        for item_id, epoch in held:
+            try:
+                renewed[item_id] = await self.heartbeat(item_id, owner=owner, epoch=epoch, lease_s=lease_s)
+            except (errors.Conflict, errors.NotFound):
+                continue
+        return renewed
+
+    async def get_many(self, item_ids: Sequence[str]) -> dict[str, Item]:
+        return {i: self._items[i] for i in item_ids if i in self._items}
 
     def _held(self, item_id: str, *, owner: str | None, epoch: int | None) -> Item | None:
         """The item when the caller may finish it; None when the call is a duplicate (else raise)."""
@@ -206,8 +232,7 @@ class InMemoryBroker(Broker):
         done = replace(
             item, state=state, result=_json(result), finished_at=now, lease_until=None, updated_at=now
         )
-        self._items[item_id] = done = base.scrubbed(done)
-        return done
+        return self._put(done)
 
     async def fail(
         self,
@@ -230,24 +255,43 @@ class InMemoryBroker(Broker):
             self._wake(item.queue)
         else:
             failed = replace(failed, state="failed", finished_at=now)
-        self._items[item_id] = failed = base.scrubbed(failed)
-        return failed
+        return self._put(failed)
 
     async def release(self, item_id: str, *, owner: str, epoch: int, started: bool) -> Item:
         item = self._held(item_id, owner=owner, epoch=epoch)
         if item is None:
             return self._items[item_id]
-        released = replace(item, **base.release(item, self._now(), started=started))
-        self._items[item_id] = released = base.scrubbed(released)
+        released = self._put(replace(item, **base.release(item, self._now(), started=started)))
         if released.state == "queued":
             self._wake(item.queue)
         return released
 
-    async def cancel(self, item_id: str, *, by: str) -> Item:
+    async def park(self, item_id: str, *, owner: str, epoch: int, until: datetime, seen_wakeups: int) -> Item:
+        item = self._held(item_id, owner=owner, epoch=epoch)
+        if item is None:
+            return self._items[item_id]
+        now = self._now()
+        parked = self._put(
+            replace(item, **base.park(item, now, until=until, woken=item.wakeups != seen_wakeups))
+        )
+        if parked.available_at <= now:
+            self._wake(parked.queue)
+        return parked
+
+    async def fence(self, item_id: str, *, owner: str, epoch: int, tx: Transaction) -> None:
+        item = self._items.get(item_id)
+        if item is None or item.state != "running" or item.lease_owner != owner or item.lease_epoch != epoch:
+            raise base.fence_lost(item, item_id, owner=owner, epoch=epoch)
+
+    async def cancel(self, item_id: str, *, by: str, wind_down: bool = False) -> Item:
         item = self._require(item_id)
         now = self._now()
         marker = base.cancel_marker(by, now)
-        if item.state == "queued":
+        if wind_down and item.state == "queued" and item.started_at is not None:
+            if item.cancel_requested is None:
+                item = replace(item, cancel_requested=marker, available_at=now, updated_at=now)
+                self._wake(item.queue)
+        elif item.state == "queued":
             item = replace(
                 item,
                 state="cancelled",
@@ -257,9 +301,8 @@ class InMemoryBroker(Broker):
                 updated_at=now,
             )
         elif item.state == "running" and item.cancel_requested is None:
-            item = replace(item, cancel_requested=marker, updated_at=now)
-        self._items[item_id] = item = base.scrubbed(item)
-        return item
+            item = replace(item, cancel_requested=marker, updated_at=now, wakeups=item.wakeups + 1)
+        return self._put(item)
 
     async def get(self, item_id: str, *, tx: Transaction | None = None) -> Item | None:
         return self._items.get(item_id)

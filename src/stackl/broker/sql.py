@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -93,6 +94,23 @@ _DEPTH = sa.select(
     sa.select(sa.func.min(_Q.available_at))
     .where(_Q.queue == sa.bindparam("p_queue"), _Q.state == _QUEUED, _Q.available_at <= _NOW)
     .scalar_subquery(),
+)
+# A child ended: its parent counts the wake-up, and a parked (queued) parent becomes ready now.
+_WAKE_PARENT = (
+    queue_items.update()
+    .where(_Q.id == _ID, _Q.state.in_([_QUEUED, _RUNNING]))
+    .values(
+        wakeups=_Q.wakeups + 1,
+        available_at=sa.case(
+            (sa.and_(_Q.state == _QUEUED, _Q.available_at > _NOW), _NOW), else_=_Q.available_at
+        ),
+    )
+    .returning(_Q.queue, _Q.state)
+)
+_FENCE = (
+    queue_items.update()
+    .where(_Q.id == _ID, _Q.state == _RUNNING, _Q.lease_owner == _OWNER, _Q.lease_epoch == _EPOCH)
+    .values(updated_at=_NOW)
 )
 _SET_DEADLINE = (
     queue_items.update().where(_Q.id == _ID).values(deadline=sa.bindparam("p_deadline", type_=UtcDateTime()))
@@ -333,9 +351,12 @@ class SqlBroker(Broker):
                 .where(_Q.id == item.id, _Q.state == "running", _Q.lease_epoch == item.lease_epoch)
                 .values(**changes)
             )
-            changed += (await self._execute(connection, statement)).rowcount
-            if changes["state"] == "queued":
+            count = (await self._execute(connection, statement)).rowcount
+            changed += count
+            if count and changes["state"] == "queued":
                 await self._notify(connection, item.queue)
+            elif count:
+                await self._wake_parent(connection, replace(item, state=changes["state"]))
         return changed
 
     async def heartbeat(
@@ -354,6 +375,34 @@ class SqlBroker(Broker):
             if row is not None:
                 return _item(row)
             raise base.lease_lost(await self._get(connection, item_id), item_id, owner=owner, epoch=epoch)
+
+    async def heartbeat_many(
+        self, held: Sequence[tuple[str, int]], *, owner: str, lease_s: float = base.DEFAULT_LEASE_S
+    ) -> dict[str, Item]:
+        if not held:
+            return {}
+        now = self._now()
+        statement = (
+            queue_items.update()
+            .where(
+                sa.tuple_(_Q.id, _Q.lease_epoch).in_([(item_id, epoch) for item_id, epoch in held]),
+                _Q.state == _RUNNING,
+                _Q.lease_owner == owner,
+                _Q.lease_until >= now,
+                sa.or_(_Q.deadline.is_(None), _Q.deadline >= now),
+            )
+            .values(lease_until=now + timedelta(seconds=lease_s), updated_at=now)
+            .returning(*queue_items.c)
+        )
+        async with self._connection() as connection:
+            return {item.id: item for item in map(_item, await self._execute(connection, statement))}
+
+    async def get_many(self, item_ids: Sequence[str]) -> dict[str, Item]:
+        if not item_ids:
+            return {}
+        statement = sa.select(queue_items).where(_Q.id.in_(list(item_ids)))
+        async with self._connection(readonly=True) as connection:
+            return {item.id: item for item in map(_item, await self._execute(connection, statement))}
 
     async def complete(
         self,
@@ -434,6 +483,7 @@ class SqlBroker(Broker):
             released = _item(row)
             if released.state == "queued":
                 await self._notify(connection, released.queue)
+            await self._wake_parent(connection, released)
         if released.state == "queued":
             self._wake(released.queue)
         return released
@@ -475,16 +525,84 @@ class SqlBroker(Broker):
             item = _item(row)
             if item.state == "queued":
                 await self._notify(connection, item.queue)
+            await self._wake_parent(connection, item)
         if item.state == "queued":
             self._wake(item.queue)
         return item
 
-    async def cancel(self, item_id: str, *, by: str) -> Item:
+    async def _wake_parent(self, connection: AsyncConnection, item: Item) -> None:
+        """In the transaction that made ``item`` final: wake its parent (broker/base.py, parents and parking)."""
+        if not item.final or item.parent_id is None:
+            return
+        parameters = {"p_id": item.parent_id, "p_now": self._now()}
+        row = (await self._execute(connection, _WAKE_PARENT, parameters)).first()
+        if row is not None and row._mapping["state"] == "queued":
+            await self._notify(connection, str(row._mapping["queue"]))
+
+    async def park(self, item_id: str, *, owner: str, epoch: int, until: datetime, seen_wakeups: int) -> Item:
+        now = self._now()
+        async with self._connection() as connection:
+            item = await self._get(connection, item_id)
+            if (
+                item is None
+                or item.state != "running"
+                or item.lease_owner != owner
+                or item.lease_epoch != epoch
+            ):
+                return base.check_finish(item, item_id, owner=owner, epoch=epoch)
+            changes = base.park(item, now, until=until, woken=False)
+            woken = _Q.wakeups != seen_wakeups  # re-read by the UPDATE: a wake-up racing this park counts
+            changes["available_at"] = sa.case(
+                (woken, sa.literal(now, UtcDateTime())),
+                else_=sa.literal(changes["available_at"], UtcDateTime()),
+            )
+            statement = (
+                queue_items.update()
+                .where(
+                    _Q.id == item_id, _Q.state == "running", _Q.lease_epoch == epoch, _Q.lease_owner == owner
+                )
+                .values(**changes)
+                .returning(*queue_items.c)
+            )
+            row = (await self._execute(connection, statement)).first()
+            if row is None:
+                return base.check_finish(
+                    await self._get(connection, item_id), item_id, owner=owner, epoch=epoch
+                )
+            parked = _item(row)
+            if parked.available_at <= now:
+                await self._notify(connection, parked.queue)
+        if parked.available_at <= now:
+            self._wake(parked.queue)
+        return parked
+
+    async def fence(self, item_id: str, *, owner: str, epoch: int, tx: Transaction) -> None:
+        connection = _connection_of(tx)
+        parameters = {"p_id": item_id, "p_owner": owner, "p_epoch": epoch, "p_now": self._now()}
+        try:
+            if (await self._execute(connection, _FENCE, parameters)).rowcount == 1:
+                return
+            item = await self._get(connection, item_id)
+        except errors.StoreUnavailable as exc:
+            raise errors.BrokerUnavailable(exc.message) from exc
+        raise base.fence_lost(item, item_id, owner=owner, epoch=epoch)
+
+    async def cancel(self, item_id: str, *, by: str, wind_down: bool = False) -> Item:
         now = self._now()
         marker = base.cancel_marker(by, now)
+        queued = [_Q.id == item_id, _Q.state == "queued"]
+        statements: builtins.list[Any] = []
+        if wind_down:  # a parked task: its next holder stops its jobs
+            statements.append(
+                queue_items.update()
+                .where(*queued, _Q.started_at.is_not(None), _Q.cancel_requested.is_(None))
+                .values(cancel_requested=marker, available_at=now, updated_at=now)
+                .returning(*queue_items.c)
+            )
+            queued.append(_Q.started_at.is_(None))
         at_once = (
             queue_items.update()
-            .where(_Q.id == item_id, _Q.state == "queued")
+            .where(*queued)
             .values(
                 state="cancelled",
                 cancel_requested=marker,
@@ -498,14 +616,20 @@ class SqlBroker(Broker):
         requested = (
             queue_items.update()
             .where(_Q.id == item_id, _Q.state == "running", _Q.cancel_requested.is_(None))
-            .values(cancel_requested=marker, updated_at=now)
+            .values(
+                cancel_requested=marker, updated_at=now, wakeups=_Q.wakeups + 1
+            )  # a parking holder looks again
             .returning(*queue_items.c)
         )
         async with self._connection() as connection:
-            for statement in (at_once, requested):
+            for statement in (*statements, at_once, requested):
                 row = (await self._execute(connection, statement)).first()
                 if row is not None:
-                    return _item(row)
+                    changed = _item(row)
+                    if changed.state == "queued":
+                        await self._notify(connection, changed.queue)
+                    await self._wake_parent(connection, changed)
+                    return changed
             item = await self._get(connection, item_id)
         if item is None:
             raise base.not_found(item_id)
@@ -536,9 +660,9 @@ class SqlBroker(Broker):
             return [_item(row) for row in await self._execute(connection, statement)]
 
     async def counts(self) -> dict[tuple[str, str, str], int]:
-        statement = sa.select(_Q.queue, _Q.kind, _Q.state, sa.func.count()).group_by(
-            _Q.queue, _Q.kind, _Q.state
-        )
+        waiting = sa.and_(_Q.state == _QUEUED, _Q.started_at.is_not(None))
+        state = sa.case((waiting, sa.literal("waiting")), else_=_Q.state).label("counted_state")
+        statement = sa.select(_Q.queue, _Q.kind, state, sa.func.count()).group_by(_Q.queue, _Q.kind, state)
         async with self._connection(readonly=True) as connection:
             rows: list[Any] = list((await self._execute(connection, statement)).all())
         return {(str(row[0]), str(row[1]), str(row[2])): int(row[3]) for row in rows}

@@ -169,6 +169,9 @@ queue_items = sa.Table(
     sa.Column("result", _body(nullable=True), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("unique_key", sa.String(NAME_LENGTH), nullable=True),
+    # Event-driven tasks (broker/base.py): the item woken when this one ends, and how often it was woken.
+    sa.Column("parent_id", sa.String(ID_LENGTH), nullable=True),
+    sa.Column("wakeups", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint(f"state IN {ITEM_STATES!r}", name="state"),
     # Claim: the ready items of a queue, by priority then age (the partial index holds queued items only).
     sa.Index(

@@ -544,4 +544,180 @@ async def test_counts_group_items_by_queue_kind_and_state(broker: Broker) -> Non
     await broker.enqueue(ItemSpec(queue="q2", kind="b", payload={}))
     [claimed] = await broker.claim(queues=["q2"], owner="w", lease_s=30)
     await broker.complete(claimed.id, owner="w", epoch=claimed.lease_epoch, result={})
-    assert await broker.counts() == {("q1", "a", "queued"): 2, ("q2", "b", "succeeded"): 1}
+    await broker.enqueue(ItemSpec(queue="q3", kind="c", payload={}))
+    [started] = await broker.claim(queues=["q3"], owner="w", lease_s=30)
+    until = started.available_at + timedelta(hours=1)
+    await broker.park(started.id, owner="w", epoch=started.lease_epoch, until=until, seen_wakeups=0)
+    assert await broker.counts() == {
+        ("q1", "a", "queued"): 2,
+        ("q2", "b", "succeeded"): 1,
+        ("q3", "c", "waiting"): 1,  # queued again after it started: parked
+    }
+
+
+# --- parents, parking, fencing in the writer's transaction (event-driven tasks) ------------------------------
+JOBS = "agent:bru"
+
+
+async def parked_parent(broker: Broker, clock: ManualClock) -> tuple[base.Item, base.Item]:
+    """A task that dispatched one job and parked until its 1-hour timer: (the parked task, the job)."""
+    await broker.enqueue(ItemSpec(queue=Q, kind="create", max_attempts=6))
+    task = await claim_one(broker, "w1")
+    job = await broker.enqueue(ItemSpec(queue=JOBS, kind="job", parent_id=task.id, max_attempts=2))
+    parked = await broker.park(
+        task.id, owner="w1", epoch=task.lease_epoch, until=clock.moment + timedelta(hours=1), seen_wakeups=0
+    )
+    return parked, job
+
+
+async def test_a_parked_item_is_not_ready_until_its_timer_and_costs_no_attempt(
+    broker: Broker, clock: ManualClock
+) -> None:
+    parked, _ = await parked_parent(broker, clock)
+    assert (parked.state, parked.lease_until, parked.max_attempts) == ("queued", None, 7)
+    assert await broker.claim(queues=[Q], owner="w2") == []
+    again = await broker.park(  # a repeat of the same park is a duplicate
+        parked.id, owner="w1", epoch=parked.lease_epoch, until=clock.moment, seen_wakeups=0
+    )
+    assert again == parked
+    clock.advance(3601)
+    resumed = await claim_one(broker, "w2")
+    assert (resumed.id, resumed.lease_epoch, resumed.lease_expiries) == (parked.id, 2, 0)
+
+
+@pytest.mark.parametrize("end", ["complete", "fail", "cancel", "expire", "release"])
+async def test_a_child_that_ends_wakes_its_parked_parent(
+    broker: Broker, clock: ManualClock, end: str
+) -> None:
+    parked, job = await parked_parent(broker, clock)
+    if end == "cancel":
+        await broker.cancel(job.id, by="alice")
+    else:
+        held = await claim_one(broker, "agent-1", queue=JOBS, lease_s=60)
+        await broker.heartbeat(held.id, owner="agent-1", epoch=held.lease_epoch, lease_s=60)
+        if end == "complete":
+            await broker.complete(job.id, owner="agent-1", epoch=held.lease_epoch, result={"ok": True})
+        elif end == "fail":
+            await broker.fail(job.id, owner="agent-1", epoch=held.lease_epoch, error="exit 2")
+        elif end == "release":  # released as started twice: the second release fails the job
+            await broker.release(job.id, owner="agent-1", epoch=held.lease_epoch, started=True)
+            assert await broker.claim(queues=[Q], owner="w2") == []  # a re-queued job wakes no one
+            again = await claim_one(broker, "agent-1", queue=JOBS, lease_s=60)
+            await broker.release(job.id, owner="agent-1", epoch=again.lease_epoch, started=True)
+        else:  # both attempts lapse: the second expiry fails the job
+            clock.advance(61)
+            assert await broker.expire_leases() == 1
+            assert await broker.claim(queues=[Q], owner="w2") == []  # a re-queued job wakes no one
+            await claim_one(broker, "agent-1", queue=JOBS, lease_s=60)
+            clock.advance(61)
+            assert await broker.expire_leases() == 1
+    assert (await broker.get(job.id)).final  # type: ignore[union-attr]
+    woken = await claim_one(broker, "w2")
+    assert (woken.id, woken.wakeups) == (parked.id, 1)
+
+
+async def test_a_retried_child_does_not_wake_its_parent(broker: Broker, clock: ManualClock) -> None:
+    parked, job = await parked_parent(broker, clock)
+    await broker.enqueue(ItemSpec(queue=JOBS, kind="job"))  # no parent: ends without waking anyone
+    held = await claim_one(broker, "agent-1", queue=JOBS)
+    other = await claim_one(broker, "agent-1", queue=JOBS)
+    await broker.complete(other.id, owner="agent-1", epoch=other.lease_epoch)
+    assert held.id == job.id
+    await broker.fail(job.id, owner="agent-1", epoch=held.lease_epoch, error="exit 1", retry_in_s=30)
+    assert await broker.claim(queues=[Q], owner="w2") == []
+    assert (await broker.get(parked.id)).wakeups == 0  # type: ignore[union-attr]
+
+
+async def test_a_child_ending_while_its_parent_runs_is_not_lost_by_the_park(
+    broker: Broker, clock: ManualClock
+) -> None:
+    await broker.enqueue(ItemSpec(queue=Q, kind="create", max_attempts=6))
+    task = await claim_one(broker, "w1")
+    job = await broker.enqueue(ItemSpec(queue=JOBS, kind="job", parent_id=task.id))
+    held = await claim_one(broker, "agent-1", queue=JOBS)
+    # The job ends after the worker looked at it and before it parks: the park must not sleep past it.
+    await broker.complete(job.id, owner="agent-1", epoch=held.lease_epoch)
+    parked = await broker.park(
+        task.id, owner="w1", epoch=task.lease_epoch, until=clock.moment + timedelta(hours=1), seen_wakeups=0
+    )
+    assert parked.wakeups == 1
+    assert (await claim_one(broker, "w2")).id == task.id
+
+
+async def test_park_is_fenced(broker: Broker, clock: ManualClock) -> None:
+    await broker.enqueue(ItemSpec(queue=Q, kind="create", max_attempts=6))
+    first = await claim_one(broker, "w1", lease_s=30)
+    clock.advance(31)
+    second = await claim_one(broker, "w2", lease_s=30)
+    with pytest.raises(errors.Conflict, match="superseded"):
+        await broker.park(first.id, owner="w1", epoch=first.lease_epoch, until=clock.moment, seen_wakeups=0)
+    with pytest.raises(errors.NotFound):
+        await broker.park("01ABSENT", owner="w1", epoch=1, until=clock.moment, seen_wakeups=0)
+    assert (await broker.get(second.id)).state == "running"  # type: ignore[union-attr]
+
+
+async def test_fence_passes_for_the_holder_and_refuses_a_superseded_one(
+    store: DocumentStore, broker: Broker, clock: ManualClock
+) -> None:
+    await broker.enqueue(ItemSpec(queue=Q, kind="create", max_attempts=6))
+    first = await claim_one(broker, "w1", lease_s=30)
+    async with store.transaction() as tx:
+        await broker.fence(first.id, owner="w1", epoch=first.lease_epoch, tx=tx)
+        await tx.put(doc_type="stack_instance", name="web", body={"name": "web", "n": 1}, subject="worker")
+    clock.advance(31)
+    await claim_one(broker, "w2", lease_s=30)
+
+    async def stale_write(item_id: str) -> None:
+        async with store.transaction() as tx:
+            await tx.put(
+                doc_type="stack_instance", name="web", body={"name": "web", "n": 2}, subject="worker"
+            )
+            await broker.fence(item_id, owner="w1", epoch=first.lease_epoch, tx=tx)
+
+    with pytest.raises(errors.LeaseLost, match="writes nothing"):
+        await stale_write(first.id)
+    with pytest.raises(errors.LeaseLost, match="gone"):
+        await stale_write("01ABSENT")
+    async with store.transaction(readonly=True) as reader:
+        stored = await reader.get(doc_type="stack_instance", name="web")
+    assert stored is not None
+    assert stored.body["n"] == 1  # the stale holder's write rolled back with its transaction
+
+
+async def test_cancel_with_wind_down_wakes_a_parked_item_instead_of_ending_it(
+    broker: Broker, clock: ManualClock
+) -> None:
+    parked, _ = await parked_parent(broker, clock)
+    fresh = await broker.enqueue(ItemSpec(queue=Q, kind="create", unique_key="other"))
+    requested = await broker.cancel(parked.id, by="alice", wind_down=True)
+    assert requested.state == "queued"
+    assert requested.cancel_requested is not None
+    assert requested.cancel_requested["by"] == "alice"
+    assert (await broker.cancel(fresh.id, by="alice", wind_down=True)).state == "cancelled"  # never started
+    woken = await claim_one(broker, "w2")
+    assert (woken.id, woken.cancel_requested["by"]) == (parked.id, "alice")  # type: ignore[index]
+
+
+async def test_heartbeat_many_renews_what_the_owner_holds_and_leaves_out_the_rest(
+    broker: Broker, clock: ManualClock
+) -> None:
+    ids = [(await broker.enqueue(ItemSpec(queue=JOBS, kind="job", max_attempts=3))).id for _ in range(4)]
+    held = {i.id: i for i in await broker.claim(queues=[JOBS], owner="agent-1", lease_s=60, limit=3)}
+    other = await claim_one(broker, "agent-2", queue=JOBS, lease_s=60)
+    a, b, c = sorted(held)
+    await broker.complete(c, owner="agent-1", epoch=held[c].lease_epoch)
+    clock.advance(30)
+    asked = [(a, held[a].lease_epoch), (b, held[b].lease_epoch + 1), (c, 1), (other.id, 1), ("01ABSENT", 1)]
+    renewed = await broker.heartbeat_many(asked, owner="agent-1", lease_s=60)
+    assert list(renewed) == [a]  # b: wrong epoch, c: finished, other: not ours, absent: unknown
+    before = held[a].lease_until
+    assert before is not None
+    until = renewed[a].lease_until
+    assert until is not None
+    assert until > before + timedelta(seconds=29)  # now + 60 s, from 30 s later
+    clock.advance(61)
+    assert await broker.heartbeat_many([(b, held[b].lease_epoch)], owner="agent-1") == {}  # lapsed
+    assert await broker.heartbeat_many([], owner="agent-1") == {}
+    found = await broker.get_many([a, other.id, "01ABSENT"])
+    assert sorted(found) == sorted([a, other.id])
+    assert set(ids) >= set(found)
