@@ -90,6 +90,7 @@ class Cluster:
     concurrency: int = 4
     lease_s: float = 2.0
     log_level: str = "info"
+    max_jobs: int = 16  # per agent
     servers: list[Proc] = field(default_factory=list)
     worker_procs: list[Proc] = field(default_factory=list)
     agents: list[Proc] = field(default_factory=list)
@@ -155,7 +156,7 @@ class Cluster:
                 "--executor",
                 "mock",
                 "--max-jobs",
-                "16",
+                str(self.max_jobs),
                 "--data-dir",
                 str(self.root / f"agent{index}"),
                 "--shutdown-timeout",

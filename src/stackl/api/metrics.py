@@ -55,7 +55,10 @@ POLICY_SECONDS = Histogram(
 )
 POLICY_ERRORS = PromCounter("stackl_policy_evaluation_errors", "policy evaluations that raised", ["policy"])
 TASKS = Gauge("stackl_tasks_total", "tasks in the database by kind and state", ["kind", "state"])
-TASKS_RUNNING = Gauge("stackl_tasks_running", "tasks running now")
+TASKS_RUNNING = Gauge(
+    "stackl_tasks_running", "tasks started and not ended (advanced by a worker or waiting for jobs)"
+)
+DB_STATEMENTS = Gauge("stackl_db_statements", "SQL statements this server process sent since it started")
 JOBS = Gauge("stackl_jobs_total", "agent jobs in the database by agent and state", ["agent", "state"])
 JOBS_QUEUED = Gauge("stackl_jobs_queued", "agent jobs waiting, by agent", ["agent"])
 QUEUE_DEPTH = Gauge("stackl_queue_depth", "items queued or running, by queue", ["queue", "state"])
@@ -179,10 +182,10 @@ async def _collect(ports: Ports, subscribers: int) -> None:
     jobs: Counter[tuple[str, str]] = Counter()
     queues: set[str] = {TASKS_QUEUE}
     for (queue, kind, state), count in (await ports.broker.counts()).items():
-        if queue == TASKS_QUEUE:
-            tasks[(kind, state)] += count
-        elif queue.startswith("agent:"):
-            jobs[(queue.removeprefix("agent:"), state)] += count
+        if queue == TASKS_QUEUE:  # a task waiting for its jobs is running, as users see it
+            tasks[(kind, "running" if state == "waiting" else state)] += count
+        elif queue.startswith("agent:"):  # a job waiting for its retry is queued
+            jobs[(queue.removeprefix("agent:"), "queued" if state == "waiting" else state)] += count
             queues.add(queue)
     for (kind, task_state), count in tasks.items():
         TASKS.labels(kind, task_state).set(count)
@@ -209,6 +212,7 @@ async def _collect(ports: Ports, subscribers: int) -> None:
         for doc_type in DOCUMENT_TYPES:
             DOCUMENTS.labels(doc_type).set(await tx.count(doc_type=doc_type))
     SUBSCRIBERS.set(subscribers)
+    DB_STATEMENTS.set(ports.store.statements)
 
 
 @router.get(

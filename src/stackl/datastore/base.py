@@ -221,6 +221,7 @@ class DocumentStore(abc.ABC):
     """The revisioned document datastore; open it with ``async with`` before use."""
 
     kind: str = "abstract"  # "memory", "sqlite" or "postgresql": shown by /version
+    statements: int = 0  # SQL statements this process sent (``/metrics``; a fake sends none)
 
     @abc.abstractmethod
     def transaction(self, *, readonly: bool = False) -> AbstractAsyncContextManager[Transaction]:

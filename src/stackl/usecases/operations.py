@@ -1,19 +1,27 @@
 """Running a stack-instance task: the stored step plan, group by group, one agent job per step (lifecycle.md §4-5).
 
-``run_task(ports, lease)`` is the handler of the ``create`` and ``delete`` tasks. The request already wrote the
-instance with every step ``in_progress`` and put the plan in the task's payload (each step with its resolved
-invocation; the replicas' parameters of layers 1-9). Here each step, when it comes due, gets its job payload
-(agents.md §2: layer 10, the outputs present now, is added at dispatch; secrets in clear only there), a job on
-``agent:<agent>`` enqueued in the same transaction that records its id in the instance, then the worker waits
-for the job to end and records its status and outputs (§4.6) as a new instance revision.
+``run_task(ports, lease)`` is the handler of the ``create``, ``update``, ``delete`` and ``restore`` tasks. The
+request already wrote the instance with every step ``in_progress`` and put the plan in the task's payload (each
+step with its resolved invocation; the replicas' parameters of layers 1-9). Here each step, when it comes due,
+gets its job payload (agents.md §2: layer 10, the outputs present now, is added at dispatch; secrets in clear
+only there), a job on ``agent:<agent>`` enqueued in the same transaction that records its id in the instance;
+when the job has ended, its status and outputs (§4.6) are recorded as a new instance revision.
 
-Progress lives in the instance document, so a task resumed by another worker after a crash skips the steps
-already READY for this task and waits for the job a step already dispatched instead of starting another.
-Every write is read-modify-write in one transaction, retried on a revision conflict, and refused when the
-worker's lease on the task was lost.
+Event-driven: a task never waits for a job while holding a worker. Each *activation* (a worker's claim of the
+task) replays the plan from the start against the durable state: steps this task already finished are read
+back from the instance, a job still running makes its chain wait, a step that came due is dispatched. When
+nothing more can be done now, the task is parked (``lease.park``) until one of its jobs ends (the broker wakes
+it in the transaction that records the job's end), it is cancelled, or its deadline comes; any worker then
+continues it. So a worker crash loses nothing either: the next activation is the same replay.
+
+Every write is read-modify-write in one transaction that also checks the worker's lease on the task
+(``lease.fence``): a worker that lost the task commits nothing. The task's final record (its result, with the
+state of every step as this task left it) and, for a delete or an undone create, the removal of the instance
+commit together in one last transaction.
 """
 
 import asyncio
+import contextlib
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +38,7 @@ from stackl.domain.clock import rfc3339
 from stackl.domain.ids import ulid
 from stackl.domain.records import ERROR_MESSAGE_MAX_BYTES
 from stackl.usecases import documents as document_cases
+from stackl.usecases import task_queries
 from stackl.usecases.agents import JOB_KIND, queue_of
 from stackl.usecases.instances import JOB_LEASE_EXPIRIES, TASK_TIMEOUT_S
 from stackl.usecases.ports import Ports
@@ -37,14 +46,17 @@ from stackl.usecases.tasks import TaskLease
 
 log = structlog.get_logger(__name__)
 
-POLL_S = 0.2
-FIRST_POLL_S = 0.005
-CANCEL_CHECK_S = 2.0
 SI = "stack_instance"
+TIMED_OUT = "not run: task timed out"
+CANCELLED = "not run: task cancelled"
 
 
 class TaskStopped(Exception):
     """The task's deadline passed or it was cancelled: nothing more is dispatched."""
+
+
+class _Pending(Exception):
+    """A job of this task is still running: its chain waits, and the task parks when nothing else is due."""
 
 
 def step_key(step: Mapping[str, Any]) -> tuple[str, int, str]:
@@ -133,23 +145,30 @@ class _Run:
     stopped: dict[tuple[str, int], str] = field(default_factory=dict)
     halt: str | None = None
     cancelled_by: str | None = None
-    _last_cancel_check: float = 0.0
+    remove_document: bool = False  # the last transaction deletes the instance (a delete, an undone create)
+    record: dict[str, Any] | None = None  # the steps as the main phase left them, kept while rolling back
+    _cached: StoredDocument | None = None  # the instance as this activation last read or wrote it
 
     @property
     def task_id(self) -> str:
         return self.lease.item.id
 
     # --- writes --------------------------------------------------------------------------------------
-    async def _check_lease(self) -> None:
-        current = await self.ports.broker.get(self.task_id)
-        if current is None or current.state != "running" or current.lease_epoch != self.lease.epoch:
-            raise errors.LeaseLost(
-                f"task {self.task_id}: the worker's lease is lost (epoch {self.lease.epoch})"
-            )
+    async def _fenced(self, work: Any) -> Any:
+        """Run ``work(tx)`` in a write transaction that commits only while this worker holds the task."""
+
+        async def fenced(tx: Transaction) -> Any:
+            await self.lease.fence(tx)
+            return await work(tx)
+
+        return await document_cases.in_transaction(self.ports, fenced)
+
+    def _remember(self, stored: StoredDocument) -> None:
+        if self._cached is None or stored.revision > self._cached.revision:
+            self._cached = stored
 
     async def _update(self, change: Any, *, subject: str = "worker", extra: ItemSpec | None = None) -> None:
         """Read the instance, apply ``change(body)`` (which may return False to write nothing), write it."""
-        await self._check_lease()
 
         async def work(tx: Transaction) -> None:
             stored = await tx.get(doc_type=SI, name=self.name)
@@ -157,8 +176,9 @@ class _Run:
                 raise errors.InstanceNotFound(f"Stack instance {self.name} not found")
             body = copy.deepcopy(stored.body)
             if change(body) is False:
+                self._remember(stored)
                 return
-            await tx.put(
+            written = await tx.put(
                 doc_type=SI,
                 name=self.name,
                 body=body,
@@ -170,14 +190,23 @@ class _Run:
             )
             if extra is not None:
                 await self.ports.broker.enqueue(extra, tx=tx)
+            self._remember(written.document)
 
-        await document_cases.in_transaction(self.ports, work)
+        await self._fenced(work)
 
     async def _read(self) -> StoredDocument:
+        """The instance: read once per activation, then as this task wrote it.
+
+        The task is the only writer of statuses; ``POST /outputs`` changes none, and is read at the next
+        activation.
+        """
+        if self._cached is not None:
+            return self._cached
         async with self.ports.store.transaction(readonly=True) as tx:
             stored = await tx.get(doc_type=SI, name=self.name)
         if stored is None:
             raise errors.InstanceNotFound(f"Stack instance {self.name} not found")
+        self._remember(stored)
         return stored
 
     async def _mark(self, step: Mapping[str, Any], status: str, message: str) -> None:
@@ -207,30 +236,36 @@ class _Run:
         await self._update(change)
 
     # --- control -------------------------------------------------------------------------------------
-    async def _check_stop(self) -> None:
-        if self.halt in ("not run: task timed out", "not run: task cancelled"):
+    def _check_stop(self) -> None:
+        """Raise TaskStopped once the deadline passed or a cancel was requested.
+
+        A cancel is seen at the claim: its request counts as a wake-up, so a task about to park is claimed
+        again at once.
+        """
+        if self.halt in (TIMED_OUT, CANCELLED):
             raise TaskStopped(self.halt)
         if self.ports.clock.now() > self.deadline:
-            self.halt = "not run: task timed out"
+            self.halt = TIMED_OUT
             raise TaskStopped(self.halt)
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_cancel_check >= CANCEL_CHECK_S:
-            self._last_cancel_check = loop.time()
-            current = await self.ports.broker.get(self.task_id)
-            if current is not None and current.cancel_requested:
-                self.cancelled_by = str(current.cancel_requested.get("by", "someone"))
-                self.halt = "not run: task cancelled"
-                raise TaskStopped(self.halt)
+        requested = self.lease.item.cancel_requested
+        if requested:
+            self.cancelled_by = str(requested.get("by", "someone"))
+            self.halt = CANCELLED
+            raise TaskStopped(self.halt)
 
     # --- running -------------------------------------------------------------------------------------
     async def run(self) -> None:
+        """Replay the plan; raise ``_Pending`` at the first group that still has a job running."""
         for group in self.groups:
-            if self.halt is not None:
+            if self.halt is not None and self.halt not in (TIMED_OUT, CANCELLED):
+                # A stop (cancel, timeout) goes through the steps instead: jobs in flight are asked to stop
+                # and waited for, the others are skipped (``_step``).
                 for step in group["steps"]:
                     await self._skip(step, self.halt)
                 continue
             before = len(self.failed)
-            await self._group(group)
+            if await self._group(group):
+                raise _Pending
             if len(self.failed) > before and not self.force and self.halt is None:
                 stage = str(group["stage"])
                 self.halt = f"not run: stage {stage} failed" if self.staged else f"not run: {stage} failed"
@@ -242,14 +277,18 @@ class _Run:
             return  # removed (a READY delete) or already final
         await self._mark(step, "SKIPPED", reason)
 
-    async def _group(self, group: Mapping[str, Any]) -> None:
+    async def _group(self, group: Mapping[str, Any]) -> bool:
+        """Advance one group; True while one of its jobs still runs."""
         by_alias: dict[str, list[dict[str, Any]]] = {}
         for step in group["steps"]:
             by_alias.setdefault(str(step["service"]), []).append(step)
-        await asyncio.gather(*(self._alias(steps) for steps in by_alias.values()))
+        return any(await asyncio.gather(*(self._alias(steps) for steps in by_alias.values())))
 
-    async def _alias(self, steps: list[dict[str, Any]]) -> None:
-        """One alias: per-replica chains in parallel, split by ``as_group`` steps that run once for all."""
+    async def _alias(self, steps: list[dict[str, Any]]) -> bool:
+        """One alias: per-replica chains in parallel, split by ``as_group`` steps that run once for all.
+
+        True while a job of the alias still runs (what follows it waits).
+        """
         segment: list[dict[str, Any]] = []
         for step in [*steps, None]:
             if step is not None and not step.get("as_group"):
@@ -259,29 +298,33 @@ class _Run:
                 chains: dict[int, list[dict[str, Any]]] = {}
                 for s in segment:
                     chains.setdefault(int(s["replica"]), []).append(s)
-                await asyncio.gather(*(self._chain(chain) for chain in chains.values()))
+                if any(await asyncio.gather(*(self._chain(chain) for chain in chains.values()))):
+                    return True
                 segment = []
             if step is not None:
                 alias = str(step["service"])
                 failed = [fr for (a, _), fr in self.stopped.items() if a == alias]
                 if failed and not self.force:
                     await self._skip(step, f"not run: {failed[0]} failed")
-                else:
-                    await self._chain([step])
+                elif await self._chain([step]):
+                    return True
+        return False
 
-    async def _chain(self, steps: list[dict[str, Any]]) -> None:
+    async def _chain(self, steps: list[dict[str, Any]]) -> bool:
+        """One replica's steps in order; True when it stopped at a step whose job still runs."""
         for step in steps:
             replica = (str(step["service"]), int(step["replica"]))
             if replica in self.stopped and not self.force:
                 await self._skip(step, f"not run: {self.stopped[replica]} failed")
                 continue
-            if self.halt in ("not run: task timed out", "not run: task cancelled"):
-                await self._skip(step, self.halt)
-                continue
-            ok = await self._step(step)
+            try:
+                ok = await self._step(step)
+            except _Pending:
+                return True
             if not ok:
                 self.failed.append(str(step["id"]))
                 self.stopped.setdefault(replica, str(step["functional_requirement"]))
+        return False
 
     async def _step(self, step: dict[str, Any]) -> bool:
         """Run one step to its end; True when it is READY, skipped by policy or removed."""
@@ -307,15 +350,16 @@ class _Run:
         if step.get("invocation") is None:
             await self._mark(step, "FAILED", str(step["reason"]))
             return False
-        try:
-            await self._check_stop()
-        except TaskStopped as stop:
-            await self._mark(step, "SKIPPED", str(stop))
-            return True
         job_id = await self._own_job(entry, str(step["action"]))
         if not job_id:
+            try:
+                self._check_stop()
+            except TaskStopped as stop:
+                await self._mark(step, "SKIPPED", str(stop))
+                return True
             job_id = await self._dispatch(step, stored)
-        item = await self._wait(step, str(job_id))
+            raise _Pending  # its end wakes the task (or, for a fast job, the park finds it ended)
+        item = await self._poll(step, str(job_id))
         return await self._record(step, item)
 
     def _unchanged(
@@ -365,6 +409,7 @@ class _Run:
             max_attempts=int(invocation.get("retries", 0)) + JOB_LEASE_EXPIRIES,
             timeout_s=float(invocation.get("timeout", 3600)) + 120,
             id=job_id,
+            parent_id=self.task_id,  # the job's end wakes this task
         )
         key = step_key(step)
         started_at = rfc3339(self.ports.clock.now())
@@ -388,39 +433,27 @@ class _Run:
         log.info("step_dispatched", task_id=self.task_id, step=step["id"], job_id=job_id, agent=step["agent"])
         return job_id
 
-    async def _wait(self, step: Mapping[str, Any], job_id: str) -> Item:
-        """Wait until the job ends.
-
-        Polled every few ms at first (mock and short jobs end fast), backing off to ``POLL_S`` so that long
-        jobs cost the database little.
-        """
-        delay = FIRST_POLL_S
-        while True:
-            item = await self.ports.broker.get(job_id)
-            if item is None:
-                raise errors.JobNotFound(f"job {job_id} of step {step['id']} is gone")
-            if item.final:
-                return item
-            try:
-                await self._check_stop()
-            except TaskStopped:
-                await self.ports.broker.cancel(job_id, by=self.cancelled_by or "task timeout")
-                # The agent confirms within its next heartbeat; a queued job ends at once.
-                end = asyncio.get_running_loop().time() + 45
-                while asyncio.get_running_loop().time() < end:
-                    item = await self.ports.broker.get(job_id)
-                    if item is None or item.final:
-                        break
-                    await asyncio.sleep(POLL_S)
-                assert item is not None  # noqa: S101 - it existed a moment ago
-                return item
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, POLL_S)
+    async def _poll(self, step: Mapping[str, Any], job_id: str) -> Item:
+        """The job, once it ended; else ``_Pending`` (after asking it to stop when the task is stopping)."""
+        item = await self.ports.broker.get(job_id)
+        if item is None:
+            raise errors.JobNotFound(f"job {job_id} of step {step['id']} is gone")
+        if item.final:
+            return item
+        try:
+            self._check_stop()
+        except TaskStopped:
+            if item.cancel_requested is None:
+                # A queued job ends at once; a running one when its agent confirms, or its lease lapses.
+                item = await self.ports.broker.cancel(job_id, by=self.cancelled_by or "task timeout")
+                if item.final:
+                    return item
+        raise _Pending
 
     def _failure(self, step: Mapping[str, Any], item: Item) -> str:
-        if self.halt == "not run: task timed out":
+        if self.halt == TIMED_OUT:
             return f"timed out after {self.timeout_s:g} s (task timeout)"
-        if item.state == "cancelled" or self.halt == "not run: task cancelled":
+        if item.state == "cancelled" or self.halt == CANCELLED:
             return f"cancelled by {self.cancelled_by or 'unknown'}"
         result = item.result if isinstance(item.result, dict) else {}
         if result.get("error_message"):
@@ -496,11 +529,27 @@ class _Run:
 
     # --- rollback (lifecycle.md §4.5) ------------------------------------------------------------------
     async def _set_rollback_marker(self, compensation: list[dict[str, Any]]) -> None:
-        """Mark the instance as rolling back this task, and the compensation steps ``in_progress``."""
+        """Mark the instance as rolling back this task, and the compensation steps ``in_progress``.
+
+        The same write keeps what the main phase ended with (``rollback_record``: its failed steps, whether it
+        timed out, its step records for the task's history) and the rollback's own deadline, so the later
+        activations that go on compensating finish the task with the main phase's outcome.
+        """
         keys = {step_key(s): s["action"] for g in compensation for s in g["steps"]}
+        deadline = self.ports.clock.now() + timedelta(seconds=self.timeout_s)  # a new deadline (§5.2)
 
         def change(body: dict[str, Any]) -> bool:
+            progress, records = task_queries.step_records(self.lease.item, body)
+            self.record = {
+                "failed_steps": list(self.failed),
+                "timed_out": self.halt == TIMED_OUT,
+                "deadline": rfc3339(deadline),
+                "progress": progress,
+                "steps": records,
+            }
+            body["rollback_record"] = self.record
             body["rolling_back"] = self.task_id
+            self.deadline = deadline
             for entry in body.get("status", []):
                 action = keys.get(_entry_key(entry))
                 if action is not None:
@@ -526,9 +575,8 @@ class _Run:
                 entry = entries.get(step_key(step))
                 if entry is None or entry.get("task_id") != self.task_id or step["action"] != "create":
                     continue
-                wanted = entry.get("status") == "READY" or (
-                    marked and entry.get("action") == "delete" and entry.get("status") == "in_progress"
-                )
+                # Once marked, a compensation step is one whatever its state: a replay counts its failure.
+                wanted = entry.get("status") == "READY" or (marked and entry.get("action") == "delete")
                 if wanted:
                     chosen.append({**step, "action": "delete", "decision": "run", "reason": "rollback"})
             if chosen:
@@ -573,7 +621,6 @@ class _Run:
         ``done`` False: the steps to re-apply are marked ``in_progress`` for this task and the instance stays
         marked (``<task>:restore``), so a worker resuming the task re-applies them; True: the end.
         """
-        await self._check_lease()
         name, task_id, before = self.name, self.task_id, int(self.revision_before or 0)
         keys = {step_key(s): s["action"] for g in reapply for s in g["steps"]}
 
@@ -584,10 +631,12 @@ class _Run:
             if done:
                 body = copy.deepcopy(current.body)
                 body.pop("rolling_back", None)
+                body.pop("rollback_record", None)
             else:
                 old = await tx.revision(doc_type=SI, name=name, revision=before)
                 body = copy.deepcopy(old.body if old.body is not None else current.body)
                 body["rolling_back"] = f"{task_id}:restore"
+                body["rollback_record"] = current.body.get("rollback_record")
                 body["steps"] = dict(current.body.get("steps") or {})
                 body["posted_outputs"] = current.body.get("posted_outputs") or {}
                 for entry in body.get("status", []):
@@ -600,7 +649,7 @@ class _Run:
                             task_id=task_id,
                             job_id=None,
                         )
-            await tx.put(
+            written = await tx.put(
                 doc_type=SI,
                 name=name,
                 body=body,
@@ -611,23 +660,32 @@ class _Run:
                 task_id=task_id,
                 restored_from=None if done else before,
             )
+            self._remember(written.document)
 
-        await document_cases.in_transaction(self.ports, work)
+        await self._fenced(work)
 
     def _marked_steps(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """After a resume in the re-apply phase: the plan's steps still marked ``in_progress`` for this task."""
-        marked = {
-            _entry_key(e): str(e.get("action"))
-            for e in body.get("status", [])
-            if e.get("task_id") == self.task_id and e.get("status") == "in_progress"
-        }
-        found = [
-            {**s, "action": marked[step_key(s)], "decision": "run", "reason": "rollback"}
-            for g in self.groups
-            for s in g["steps"]
+        """In the re-apply phase: ``_reapply``'s groups again, from the steps marked for this task.
+
+        revision_before's own entries carry older task ids; the re-apply steps were marked with this one.
+        """
+        marked = {_entry_key(e) for e in body.get("status", []) if e.get("task_id") == self.task_id}
+        removals = [s for g in self.groups for s in g["steps"] if s["action"] == "delete"]
+        recreate = [
+            {**s, "action": "create", "decision": "run", "reason": "rollback"}
+            for s in reversed(removals)
             if step_key(s) in marked
         ]
-        return [{"stage": "rollback", "steps": found}] if found else []
+        out: list[dict[str, Any]] = [{"stage": "rollback", "steps": recreate}] if recreate else []
+        for group in self.groups:
+            chosen = [
+                {**s, "decision": "run", "reason": "rollback"}
+                for s in group["steps"]
+                if s["action"] == "update" and step_key(s) in marked
+            ]
+            if chosen:
+                out.append({"stage": group["stage"], "steps": chosen})
+        return out
 
     async def _run_compensation(self, groups: list[dict[str, Any]]) -> bool:
         self.groups, self.failed, self.stopped, self.halt = groups, [], {}, None
@@ -643,7 +701,6 @@ class _Run:
         steps it ran on existing replicas and re-create those it deleted. Resumable: the instance is marked
         ``rolling_back`` (``<task>`` while deleting, ``<task>:restore`` while re-applying).
         """
-        self.deadline = self.ports.clock.now() + timedelta(seconds=self.timeout_s)  # a new deadline (§5.2)
         stored = await self._read()
         marker = stored.body.get("rolling_back")
         if marker == f"{self.task_id}:restore":
@@ -656,14 +713,7 @@ class _Run:
             if not await self._run_compensation(compensation):
                 return False
             if self.revision_before is None:
-                await self._check_lease()
-                name, task_id = self.name, self.task_id
-
-                async def remove(tx: Transaction) -> None:
-                    if await tx.get(doc_type=SI, name=name) is not None:
-                        await tx.delete(doc_type=SI, name=name, subject="worker", task_id=task_id)
-
-                await document_cases.in_transaction(self.ports, remove)
+                self.remove_document = True  # in the task's last transaction
                 return True
             await self._restore_before(reapply, done=False)
         self.base_params = {}  # the restored replicas' displayed parameters are revision_before's
@@ -674,6 +724,15 @@ class _Run:
 
     # --- the end -------------------------------------------------------------------------------------
     async def finish(self) -> None:
+        """Compute the result (rolling back first when asked); end the task in one fenced transaction."""
+        if self.record is None:
+            try:
+                body: Mapping[str, Any] | None = (await self._read()).body
+            except errors.InstanceNotFound:
+                body = None
+            progress, records = task_queries.step_records(self.lease.item, body)
+        else:
+            progress, records = self.record["progress"], self.record["steps"]
         result: dict[str, Any] = {
             "status": "succeeded",
             "error_message": "",
@@ -682,26 +741,22 @@ class _Run:
             "rollback": None,
             "forced": self.force,
             "document_removed": False,
+            "progress": progress,  # the task's history: what it did to each step, never rewritten later
+            "steps": records,
         }
-        if self.halt in ("not run: task timed out",):
+        if self.halt == TIMED_OUT:
             result["error_message"] = f"timed out after {self.timeout_s:g} s (task timeout)"
         elif self.failed:
             result["error_message"] = f"{len(self.failed)} step(s) failed: {', '.join(self.failed)}"
         remove = self.force or (not self.failed and self.halt is None)
         if self.action == "delete" and self.cancelled_by is None and remove:
-            await self._check_lease()
-
-            async def work(tx: Transaction) -> None:
-                if await tx.get(doc_type=SI, name=self.name) is not None:
-                    await tx.delete(doc_type=SI, name=self.name, subject="worker", task_id=self.task_id)
-
-            await document_cases.in_transaction(self.ports, work)
+            self.remove_document = True
             result["document_removed"] = True
             if self.failed:
                 result["error_message"] += "; resources may remain"
         if self.action in ("update", "restore"):
             await self._drop_removed()
-        failed = bool(self.failed) or self.halt == "not run: task timed out"
+        failed = bool(self.failed) or self.halt == TIMED_OUT
         if (
             failed
             and self.cancelled_by is None
@@ -722,19 +777,33 @@ class _Run:
         if self.cancelled_by is not None:
             result["status"] = "cancelled"
             result["error_message"] = f"cancelled by {self.cancelled_by}"
-            await self.ports.broker.complete(
-                self.task_id, owner=self.lease.owner, epoch=self.lease.epoch, result=result, state="cancelled"
-            )
         elif failed:
             result["status"] = "failed"
-            await self.lease.fail(result["error_message"], result=result)
-        else:
-            await self.lease.complete(result)
+        await self._end(result)
         log.info("task_finished", task_id=self.task_id, kind=self.action, status=result["status"])
+
+    async def _end(self, result: dict[str, Any]) -> None:
+        """The task's last transaction: the instance removed when it goes, and the task's final record."""
+        broker, owner, epoch = self.ports.broker, self.lease.owner, self.lease.epoch
+
+        async def work(tx: Transaction) -> None:
+            if self.remove_document and await tx.get(doc_type=SI, name=self.name) is not None:
+                await tx.delete(doc_type=SI, name=self.name, subject="worker", task_id=self.task_id)
+            if result["status"] == "succeeded":
+                await broker.complete(self.task_id, owner=owner, epoch=epoch, result=result, tx=tx)
+            elif result["status"] == "cancelled":
+                await broker.complete(
+                    self.task_id, owner=owner, epoch=epoch, result=result, state="cancelled", tx=tx
+                )
+            else:
+                error = str(result["error_message"])
+                await broker.fail(self.task_id, owner=owner, epoch=epoch, error=error, result=result, tx=tx)
+
+        await self._fenced(work)
 
 
 async def run_task(ports: Ports, lease: TaskLease) -> None:
-    """Run a ``create`` or ``delete`` task to its end and finish it through the lease.
+    """Advance a stack-instance task as far as it goes now: finish it, or park it until a job of it ends.
 
     Raises:
         LeaseLost: the worker lost the task's lease; another worker resumes it.
@@ -760,14 +829,27 @@ async def run_task(ports: Ports, lease: TaskLease) -> None:
         deadline=started + timedelta(seconds=timeout_s),
         timeout_s=timeout_s,
     )
-    log.info("task_started", task_id=lease.item.id, kind=lease.item.kind, stack_instance=run.name)
+    log.info("task_activated", task_id=lease.item.id, kind=lease.item.kind, stack_instance=run.name)
     stored = await run._read() if run.action != "delete" else None
     marker = str(stored.body.get("rolling_back") or "") if stored is not None else ""
-    if marker.split(":")[0] == lease.item.id:
-        run.failed = ["resumed during rollback"]  # a worker died while compensating: go on compensating
-    else:
-        await run.run()
-    await run.finish()
+    try:
+        if marker.split(":")[0] == lease.item.id and stored is not None:
+            # Rolling back (an earlier activation started it): go on compensating, with the main phase's outcome.
+            run.record = dict(stored.body.get("rollback_record") or {})
+            run.failed = list(run.record.get("failed_steps") or ["resumed during rollback"])
+            run.halt = TIMED_OUT if run.record.get("timed_out") else None
+            if run.record.get("deadline"):
+                run.deadline = datetime.fromisoformat(str(run.record["deadline"]))
+            else:  # marked by an older release, without a record
+                run.record = None
+        else:
+            with contextlib.suppress(TaskStopped):
+                run._check_stop()  # cancelled or past its deadline: what follows stops and records why
+            await run.run()
+        await run.finish()
+    except _Pending:
+        parked = await lease.park(until=run.deadline)
+        log.info("task_waiting", task_id=lease.item.id, until=rfc3339(parked.available_at))
 
 
 async def document_update(ports: Ports, lease: TaskLease) -> None:

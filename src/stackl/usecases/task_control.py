@@ -56,7 +56,7 @@ async def cancel(ports: Ports, task_id: str, *, by: str) -> dict[str, Any]:
         raise errors.TaskNotFound(f"task {task_id} not found")
     if item.final:
         raise errors.Conflict(f"task {task_id} is already {item.state}")
-    item = await ports.broker.cancel(task_id, by=by)
+    item = await ports.broker.cancel(task_id, by=by, wind_down=True)  # a parked task stops its jobs
     if item.state == "cancelled":
         name = item.payload.get("stack_instance")
         if isinstance(name, str):

@@ -27,9 +27,11 @@ def _time(moment: datetime | None) -> str | None:
 
 
 def _state(item: Item) -> str:
-    if item.state == "running" and item.cancel_requested:
+    """The task's state (lifecycle.md §5.2); a started task waiting for its jobs is a ``queued`` item."""
+    active = item.state == "running" or (item.state == "queued" and item.started_at is not None)
+    if active and item.cancel_requested:
         return "cancelling"
-    return item.state
+    return "running" if active else item.state
 
 
 async def _instances(ports: Ports, items: Sequence[Item]) -> dict[str, dict[str, Any]]:
@@ -86,6 +88,16 @@ def _progress(item: Item, instance: Mapping[str, Any] | None) -> tuple[dict[str,
     return {"stage": stage, **counts}, steps
 
 
+def step_records(
+    item: Item, instance: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The task's progress counts and step records as the instance shows them now.
+
+    Kept in the task's result when it ends, so a later task changing the same steps never rewrites its history.
+    """
+    return _progress(item, instance)
+
+
 async def task_view(
     ports: Ports,
     item: Item,
@@ -103,6 +115,10 @@ async def task_view(
         instances = await _instances(ports, [item])
     instance = instances.get(str(payload.get("stack_instance", "")))
     progress, steps = _progress(item, instance)
+    recorded = item.result if item.final and isinstance(item.result, dict) else {}
+    if isinstance(recorded.get("steps"), list) and isinstance(recorded.get("progress"), dict):
+        progress, steps = dict(recorded["progress"]), list(recorded["steps"])  # its history, as it ended
+        progress["stage"] = None
     state = _state(item)
     marker = str(instance.get("rolling_back") or "") if instance is not None else ""
     if state == "running" and marker.split(":")[0] == item.id:

@@ -1,7 +1,9 @@
 """WorkerRunner: claim tasks, keep their leases alive, run their handlers, finish them (lifecycle.md §5).
 
 One runner serves the ``tasks`` queue for one process (``stackl worker`` or the server's in-process worker).
-Its loops, and why they have this shape:
+A handler runs one *activation* of a task: it advances the task as far as it can, then finishes it or parks it
+(``usecases/tasks.py``); a parked task holds no slot while its jobs run, so ``concurrency`` bounds the tasks
+being advanced at one moment, not the deployments in flight. Its loops, and why they have this shape:
 
 - **Claim** never takes more items than there are free slots (``concurrency``), waits on ``broker.wait``
   when nothing is ready, and backs off for a moment when the database is unavailable.
@@ -231,6 +233,9 @@ class WorkerRunner:
         if current is not None and current.state == "running" and current.lease_epoch == lease.epoch:
             await self._fail(lease, f"task handler for {item.kind!r} returned without finishing the task")
             return
+        if current is not None and current.state == "queued":
+            log.info("task_parked", task_id=item.id, kind=item.kind, duration_s=duration_s)
+            return
         state = current.state if current is not None else "gone"
         log.info("task_finished", task_id=item.id, kind=item.kind, state=state, duration_s=duration_s)
 
@@ -265,7 +270,7 @@ class WorkerRunner:
             current = await self.ports.broker.get(lease.item.id)
             return (
                 current is not None
-                and current.final
+                and current.state != "running"  # finished, or parked to wait for its jobs
                 and current.lease_epoch == lease.epoch
                 and current.lease_owner == lease.owner
             )

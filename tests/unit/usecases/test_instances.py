@@ -134,16 +134,33 @@ async def fake_agent(
         await asyncio.sleep(0.01)
 
 
+async def drive(ports: Ports, lease: TaskLease, *, timeout_s: float = 10) -> Item:
+    """Activate the task until it ends, as workers do: run it, and claim it again each time it is woken.
+
+    A task that parks with nothing left to wake it never becomes claimable again: the timeout fails the test.
+    """
+    async with asyncio.timeout(timeout_s):
+        while True:
+            await operations.run_task(ports, lease)
+            task = await ports.broker.get(lease.item.id)
+            assert task is not None
+            if task.final:
+                return task
+            assert task.state == "queued"  # parked: it holds no worker while its jobs run
+            while not (claimed := await ports.broker.claim(queues=[TASKS_QUEUE], owner="worker-1")):
+                await ports.broker.wait(queues=[TASKS_QUEUE], timeout_s=1)
+            lease = TaskLease(
+                item=claimed[0], owner="worker-1", epoch=claimed[0].lease_epoch, broker=ports.broker
+            )
+
+
 async def run_with_agent(ports: Ports, **agent: Any) -> Item:
     lease = await claim_task(ports)
     worker = asyncio.create_task(fake_agent(ports, **agent))
     try:
-        await asyncio.wait_for(operations.run_task(ports, lease), timeout=10)
+        return await drive(ports, lease)
     finally:
         worker.cancel()
-    task = await ports.broker.get(lease.item.id)
-    assert task is not None
-    return task
 
 
 async def test_create_writes_the_instance_and_its_task_together(ports: Ports) -> None:
@@ -263,17 +280,29 @@ async def test_a_resumed_task_skips_the_steps_already_ready(ports: Ports) -> Non
     await load(ports)
     await cases.create(ports, request(), subject="alice", source=SOURCE)
     lease = await claim_task(ports)
-    agent = asyncio.create_task(fake_agent(ports, outputs={"postgres_vm": {"db_host": "h"}}))
+    await operations.run_task(ports, lease)  # dispatches db, then parks
+    [db] = await ports.broker.claim(queues=["agent:bru-agent"], owner="agent-1")
+    result = {"status": "READY", "error_message": "", "outputs": {"db_host": "h"}}
+    await ports.broker.complete(db.id, owner="agent-1", epoch=db.lease_epoch, result=result)
+    # The worker that claimed the woken task dies before recording anything: its lease lapses.
+    [woken] = await ports.broker.claim(queues=[TASKS_QUEUE], owner="worker-1")
+    await ports.broker.release(woken.id, owner="worker-1", epoch=woken.lease_epoch, started=True)
+    [resumed] = await ports.broker.claim(queues=[TASKS_QUEUE], owner="worker-2")
+    assert resumed.lease_expiries == 1
+    agent = asyncio.create_task(fake_agent(ports, outputs={}))
     try:
-        await asyncio.wait_for(operations.run_task(ports, lease), timeout=10)
-        # The same handler run again (a worker resuming after a crash): every step is already READY for this
-        # task, so nothing is dispatched twice, and finishing again is a duplicate.
-        await asyncio.wait_for(operations.run_task(ports, lease), timeout=10)
+        task = await drive(
+            ports, TaskLease(resumed, owner="worker-2", epoch=resumed.lease_epoch, broker=ports.broker)
+        )
     finally:
         agent.cancel()
-    assert len(await ports.broker.list(queue="agent:bru-agent")) == 2
-    task = await ports.broker.get(lease.item.id)
-    assert task is not None
+    # db's job ran once: the resumed task recorded its result instead of dispatching it again.
+    assert [
+        i.payload["functional_requirement"] for i in await ports.broker.list(queue="agent:bru-agent")
+    ] == [
+        "postgres_vm",
+        "nginx",
+    ]
     assert task.state == "succeeded"
 
 

@@ -18,7 +18,7 @@ from tests.unit.usecases.test_instances import (
 from stackl import errors
 from stackl.broker.base import Item
 from stackl.usecases import instances as cases
-from stackl.usecases import operations, updates
+from stackl.usecases import updates
 from stackl.usecases.ports import Ports
 
 
@@ -342,11 +342,9 @@ async def test_update_rollback_reapplies_old_inputs_and_recreates_what_it_delete
     lease = await test_instances.claim_task(ports)
     agent = asyncio.create_task(agent_failing_once(ports, "nginx", seen))
     try:
-        await asyncio.wait_for(operations.run_task(ports, lease), timeout=10)
+        task = await test_instances.drive(ports, lease)
     finally:
         agent.cancel()
-    task = await ports.broker.get(lease.item.id)
-    assert task is not None
     assert task.state == "failed"
     assert task.result is not None
     assert task.result["rolled_back"] is True, task.result
