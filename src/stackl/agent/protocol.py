@@ -55,6 +55,10 @@ class CallFailed(Exception):
 class GaveUp(Exception):
     """Retrying stopped because the caller asked to (shutdown) before the server answered."""
 
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        self.status = status  # the last transient status (503…), 0 when the server was not reached
+        super().__init__(message)
+
 
 def backoff(attempt: int) -> float:
     """The pause before retry ``attempt`` (1-based): 0.5 s doubling to 30 s, with full jitter on top half."""
@@ -73,7 +77,10 @@ class AgentProtocol:
         token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
+        pause_s: Callable[[int], float] = backoff,
     ) -> None:
+        """``pause_s(attempt)`` is the wait before retry ``attempt`` (tests pass one that does not wait)."""
+        self.pause_s = pause_s
         headers = {"User-Agent": f"stackl-agent/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -117,9 +124,10 @@ class AgentProtocol:
                     raise CallFailed(response.status_code, _json(response))
                 status, detail = response.status_code, "retryable status"
             if not retry or give_up():
-                raise GaveUp(f"{path}: {detail}")
-            pause = backoff(attempt)
-            log.debug("agent_call_retried", path=path, status=status, error=detail, pause_s=round(pause, 2))
+                raise GaveUp(f"{path}: {detail}", status=status)
+            pause = self.pause_s(attempt)
+            # Info, not debug: a retry means the server or its database is unreachable, worth seeing.
+            log.info("agent_call_retried", path=path, status=status, error=detail, pause_s=round(pause, 2))
             await asyncio.sleep(pause)
 
     # --- the calls of agents.md §1.1 ---------------------------------------------------------------------

@@ -11,7 +11,15 @@ Safety rules, and why:
   was) → every running job is stopped and given back as started. The check runs on its own 1 s timer, so a
   heartbeat call hanging on a dead connection cannot delay it; a fenced job gets 10 s to stop, then its run
   is cancelled (the executor kills what is left at once). The server expires a lease after 60 s, so by then
-  the job runs nowhere and its next attempt cannot overlap this one (lifecycle.md §5.6).
+  the job runs nowhere and its next attempt cannot overlap this one (lifecycle.md §5.6). A job whose tool
+  already ended is not fenced: nothing of it runs any more, and its result is delivered late; the server's
+  ``(job_id, attempt)`` fencing decides whether it still counts.
+- **A hiccup is not an abandon.** A call the server cannot answer (no connection; 408, 429, 502-504, e.g.
+  its database restarting) is retried with backoff: a heartbeat until the next one is due, events, start,
+  result and release until answered. The jobs keep running meanwhile; only an answer (``abandon``, 409)
+  drops a job, and only the fencing rule stops jobs for lack of answers.
+- **One run per attempt.** Jobs are tracked by ``(job_id, attempt)``: a claim answer naming an attempt the
+  agent already runs does not start it again.
 - **Results survive crashes.** A result is written to ``<data-dir>/results/<job_id>-<attempt>.json``
   before it is sent and removed once the server answered 200 or 409; a restarted agent re-sends what is
   left *before* registering, while the dead instance still holds the lease.
@@ -49,6 +57,7 @@ log = structlog.get_logger(__name__)
 PROTOCOL = 1
 FENCE_CHECK_S = 1.0  # how often the self-fencing rule is checked
 FENCE_GRACE_S = 10.0  # a fenced job's time to stop before its run is cancelled (agents.md §1.3)
+HEARTBEAT_MIN_TIMEOUT_S = 1.0  # a heartbeat retried late in its interval still gets this long
 BATCHED_FEATURES = frozenset({"start_with_events", "result_with_events"})
 RESULT_BATCH = "result_batch"  # POST /agents/{name}/results: the results that wait for a call share it
 RESULTS_PER_CALL = 64
@@ -91,7 +100,9 @@ class AgentRunner:
         shutdown_timeout_s: float = 300.0,
         labels: dict[str, str] | None = None,
         timing: Timing | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic`` is the clock of the fencing rule (tests move it instead of waiting 45 s)."""
         self.name = name
         self._protocol = protocol
         self._executor = executor
@@ -103,10 +114,11 @@ class AgentRunner:
         self.timing = timing or Timing()
         self.instance_id = ulid(SystemClock().now())
         self._previous_id: str | None = None
-        self._running: dict[str, _Running] = {}
+        self._monotonic = monotonic
+        self._running: dict[tuple[str, int], _Running] = {}  # by (job_id, attempt)
         self._slot_freed = asyncio.Event()
         self._stopping = False
-        self._last_ack = time.monotonic()
+        self._last_ack = self._monotonic()
         self._force = asyncio.Event()  # set: calls stop retrying (a forced stop, or the server going away)
         self._features: frozenset[str] = frozenset()  # optional protocol additions the server accepts
         self._results = ResultBatcher(protocol, give_up=self._force.is_set)
@@ -125,7 +137,7 @@ class AgentRunner:
         await self._register(stop)
         if stop.is_set():
             return
-        self._last_ack = time.monotonic()
+        self._last_ack = self._monotonic()
         async with asyncio.TaskGroup() as group:
             heartbeats = group.create_task(self._heartbeat_loop())
             fencing = group.create_task(self._fence_loop())
@@ -207,9 +219,60 @@ class AgentRunner:
             await self.heartbeat_once()
 
     async def heartbeat_once(self) -> None:
-        """One heartbeat: renew leases, apply cancel and abandon lists, self-fence when cut off too long."""
-        sent = time.monotonic()
-        body = {
+        """One heartbeat: renew leases, apply cancel and abandon lists, self-fence when cut off too long.
+
+        A try the server cannot answer (no connection, or 408, 429, 502-504: its database may be restarting)
+        is retried with backoff until the next heartbeat is due, each time with the jobs running then. The
+        jobs keep running meanwhile: only an answer abandons a job, only the fencing rule stops them all.
+        """
+        path = f"/agents/{self.name}/heartbeat"
+        first = self._monotonic()
+        due = first + self.timing.heartbeat_interval_s
+        tries = 0
+        while True:
+            tries += 1
+            sent = self._monotonic()
+            try:
+                _, answer = await self._protocol.call(
+                    path,
+                    self._heartbeat_body(),
+                    retry=False,
+                    timeout_s=max(due - sent, HEARTBEAT_MIN_TIMEOUT_S),
+                )
+                break
+            except CallFailed as exc:
+                log.warning("agent_heartbeat_refused", status=exc.status, instance_id=self.instance_id)
+                if exc.status == 404:  # the server forgot this instance: announce it again
+                    with contextlib.suppress(CallFailed, GaveUp):  # never past the fencing point
+                        await self._register(asyncio.Event(), give_up=self._cut_off)
+                self._fence_if_cut_off()
+                return
+            except GaveUp as exc:
+                self._fence_if_cut_off()
+                pause = self._protocol.pause_s(tries)
+                log.warning(
+                    "agent_heartbeat_failed",
+                    status=exc.status,
+                    tries=tries,
+                    unacknowledged_s=round(self._monotonic() - self._last_ack, 1),
+                )
+                if self._monotonic() + pause >= due:
+                    return  # the next heartbeat takes over
+                await asyncio.sleep(pause)
+        self._last_ack = sent
+        for entry in answer.get("cancel", []) if isinstance(answer, dict) else []:
+            self._cancel(str(entry.get("job_id")), _attempt(entry), str(entry.get("reason", "cancelled")))
+        for entry in answer.get("abandon", []) if isinstance(answer, dict) else []:
+            state = self._running.get((str(entry.get("job_id")), _attempt(entry)))
+            if state is not None:
+                log.warning(
+                    "job_abandoned", job_id=state.job_id, attempt=state.attempt, reason=entry.get("reason")
+                )
+                state.abandoned = True
+                state.cancel.set()
+
+    def _heartbeat_body(self) -> dict[str, Any]:
+        return {
             "instance_id": self.instance_id,
             "free_slots": max(self._max_jobs - len(self._running), 0),
             "running": [
@@ -218,33 +281,6 @@ class AgentRunner:
                 if not s.lost
             ],
         }
-        try:
-            _, answer = await self._protocol.call(
-                f"/agents/{self.name}/heartbeat",
-                body,
-                retry=False,
-                timeout_s=self.timing.heartbeat_interval_s,
-            )
-        except CallFailed as exc:
-            if exc.status == 404:  # the server forgot this instance: announce it again
-                with contextlib.suppress(CallFailed, GaveUp):  # never past the fencing point
-                    await self._register(asyncio.Event(), give_up=self._cut_off)
-            self._fence_if_cut_off()
-            return
-        except GaveUp:
-            self._fence_if_cut_off()
-            return
-        self._last_ack = sent
-        for entry in answer.get("cancel", []) if isinstance(answer, dict) else []:
-            self._cancel(str(entry.get("job_id")), str(entry.get("reason", "cancelled")))
-        for entry in answer.get("abandon", []) if isinstance(answer, dict) else []:
-            state = self._running.get(str(entry.get("job_id")))
-            if state is not None and state.attempt == entry.get("attempt"):
-                log.warning(
-                    "job_abandoned", job_id=state.job_id, attempt=state.attempt, reason=entry.get("reason")
-                )
-                state.abandoned = True
-                state.cancel.set()
 
     async def _fence_loop(self) -> None:
         while True:
@@ -253,20 +289,22 @@ class AgentRunner:
 
     def _cut_off(self) -> bool:
         """No heartbeat acknowledged for ``fence_after_s``: this instance's leases may be gone."""
-        return time.monotonic() - self._last_ack >= self.timing.fence_after_s
+        return self._monotonic() - self._last_ack >= self.timing.fence_after_s
 
     def _fence_if_cut_off(self) -> None:
         if not self._cut_off():
             return
         for state in self._running.values():
+            if state.run is not None and state.run.done():
+                continue  # its tool ended: nothing runs, its result goes out when the server answers
             if not state.give_back:
                 log.warning("job_fenced", job_id=state.job_id, attempt=state.attempt)
                 state.give_back = True
                 state.cancel.set()
                 asyncio.get_running_loop().call_later(FENCE_GRACE_S, _stop_run, state)
 
-    def _cancel(self, job_id: str, reason: str) -> None:
-        state = self._running.get(job_id)
+    def _cancel(self, job_id: str, attempt: int, reason: str) -> None:
+        state = self._running.get((job_id, attempt))
         if state is not None and not state.cancel.is_set():
             log.info("job_cancel_requested", job_id=job_id, attempt=state.attempt)
             state.cancel_reason = reason
@@ -314,7 +352,10 @@ class AgentRunner:
                     await self._release(payload, started=False)
                     continue
                 state = _Running(job_id=str(payload.get("job_id")), attempt=int(payload.get("attempt", 0)))
-                self._running[state.job_id] = state
+                if (state.job_id, state.attempt) in self._running:  # never run one attempt twice
+                    log.warning("job_claimed_again", job_id=state.job_id, attempt=state.attempt)
+                    continue
+                self._running[(state.job_id, state.attempt)] = state
                 task = group.create_task(self._run_job(payload, state), name=f"job-{state.job_id}")
                 jobs.add(task)
                 task.add_done_callback(jobs.discard)
@@ -335,7 +376,7 @@ class AgentRunner:
         try:
             await self._execute(payload, state)
         finally:
-            self._running.pop(state.job_id, None)
+            self._running.pop((state.job_id, state.attempt), None)
             self._slot_freed.set()
 
     async def _execute(self, payload: dict[str, Any], state: _Running) -> None:
@@ -363,7 +404,7 @@ class AgentRunner:
             job_id=job_id,
             attempt=attempt,
             masker=masker,
-            on_cancel=lambda reason: self._cancel(job_id, reason),
+            on_cancel=lambda reason: self._cancel(job_id, attempt, reason),
             give_up=lambda: state.abandoned or self._force.is_set(),  # a forced stop stops resending too
             start=folded,
         )
@@ -603,6 +644,14 @@ def _settle(future: "asyncio.Future[Any]", *, answer: Any = None, error: Excepti
         future.set_exception(error)
     else:
         future.set_result(answer)
+
+
+def _attempt(entry: dict[str, Any]) -> int:
+    """The attempt a cancel or abandon entry names (0 when it names none: it then matches no job)."""
+    try:
+        return int(entry.get("attempt", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _stop_run(state: _Running) -> None:

@@ -264,8 +264,13 @@ async def heartbeat(
 ) -> dict[str, list[dict[str, Any]]]:
     """Liveness and lease renewal; answers what to cancel and what to abandon (agents.md §1.3).
 
+    Only a job that is really no longer this instance's is abandoned: unknown (or its attempt never
+    dispatched), superseded, or its lease lost. A database that cannot be reached says nothing about the
+    lease: it fails the whole call (503), and the agent keeps its jobs and heartbeats again.
+
     Raises:
         AgentNotFound: the instance is not registered (the agent registers again).
+        StoreUnavailable, BrokerUnavailable: the database cannot be reached (a 503; the agent retries).
     """
     await _instance(ports, name, instance_id)
     now = ports.clock.now()
@@ -287,9 +292,13 @@ async def heartbeat(
         except errors.LeaseLost as exc:
             abandon.append(entry | {"reason": exc.reason})
             continue
-        except errors.StacklError:
+        except errors.NotFound:  # the attempt was never dispatched, or the item is gone
+            abandon.append(entry | {"reason": "unknown job"})
+            continue
+        except errors.Conflict:  # the broker's word for a lapsed, superseded or finished lease
             abandon.append(entry | {"reason": "lease_lost"})
             continue
+        # Anything else (Unavailable above all) propagates: a hiccup of the database is not an abandon.
         if item.cancel_requested is not None:
             cancel.append(entry | {"reason": f"cancelled by {item.cancel_requested.get('by', 'unknown')}"})
     await _requeue_lost(ports, name, instance_id, listed=listed, now=now)

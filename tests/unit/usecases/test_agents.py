@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.unit.hiccups import HiccupBroker, HiccupStore
 
 from stackl import errors
 from stackl.broker.base import ItemSpec
@@ -304,6 +305,117 @@ async def test_events_may_carry_the_start(ports: Ports) -> None:
     await cases.claim(ports, NAME, instance_id="I1", wait=0)
     answer = await cases.events(ports, NAME, job_id, instance_id="I1", attempt=1, lines=[], start=True)
     assert answer["stored_seq"] == 0
+    record = await ports.agents.get_attempt(job_id, 1)
+    assert record is not None
+    assert record.started_at is not None
+
+
+# --- a store hiccup is not an abandon (issue 12, item 3) --------------------------------------------------
+@pytest.fixture
+def hiccup(clock: ManualClock) -> tuple[Ports, HiccupStore, HiccupBroker]:
+    store, broker = HiccupStore(clock=clock), HiccupBroker(clock)
+    ports = Ports(
+        store=store, broker=broker, policies=StaticPolicyEngine(), agents=InMemoryAgentRegistry(), clock=clock
+    )
+    return ports, store, broker
+
+
+async def test_an_unreachable_broker_fails_the_heartbeat_and_abandons_nothing(
+    hiccup: tuple[Ports, HiccupStore, HiccupBroker], clock: ManualClock
+) -> None:
+    ports, _, broker = hiccup
+    job_id = await enqueue(ports)
+    await register(ports)
+    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
+    running = [cases.Running(job_id, 1)]
+    for down in ("heartbeat", "get"):  # the lease renewal itself, or reading the job first
+        broker.down = {down}
+        with pytest.raises(errors.BrokerUnavailable):
+            await cases.heartbeat(ports, NAME, instance_id="I1", free_slots=0, running=running)
+    broker.down = set()
+    clock.advance(40)  # the next heartbeat, well within the 60 s lease: the job is still this instance's
+    answer = await cases.heartbeat(ports, NAME, instance_id="I1", free_slots=0, running=running)
+    assert answer == {"cancel": [], "abandon": []}
+    item = await ports.broker.get(job_id)
+    assert item is not None
+    assert (item.state, item.attempt, item.lease_owner) == ("running", 1, "I1")
+    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1)) == {"accepted": True}
+
+
+async def test_a_lost_lease_is_still_abandoned_with_its_reason(
+    hiccup: tuple[Ports, HiccupStore, HiccupBroker], clock: ManualClock
+) -> None:
+    ports, _, _ = hiccup
+    job_id = await enqueue(ports)
+    await register(ports)
+    await register(ports, "I2")
+    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    clock.advance(61)  # I1's lease lapses; I2 takes attempt 2
+    await cases.claim(ports, NAME, instance_id="I2", wait=0)
+    answer = await cases.heartbeat(
+        ports,
+        NAME,
+        instance_id="I1",
+        free_slots=0,
+        running=[cases.Running(job_id, 1), cases.Running(job_id, 3)],
+    )
+    assert answer["abandon"] == [
+        {"job_id": job_id, "attempt": 1, "reason": "superseded"},
+        {"job_id": job_id, "attempt": 3, "reason": "unknown job"},
+    ]
+
+
+async def test_a_result_during_a_store_hiccup_is_unavailable_and_accepted_once_resent(
+    hiccup: tuple[Ports, HiccupStore, HiccupBroker],
+) -> None:
+    ports, store, broker = hiccup
+    job_id = await enqueue(ports)
+    await register(ports)
+    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    store.down = True
+    with pytest.raises(errors.StoreUnavailable):
+        await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
+    store.down, broker.down = False, {"complete"}
+    with pytest.raises(errors.BrokerUnavailable):
+        await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
+    record = await ports.agents.get_attempt(job_id, 1)
+    assert record is not None
+    assert record.result is None  # nothing of the refused calls stayed
+    broker.down = set()
+    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True)) == {
+        "accepted": True
+    }
+    again = await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
+    assert again == {"accepted": False, "reason": "duplicate"}
+    item = await ports.broker.get(job_id)
+    assert item is not None
+    assert (item.state, item.attempt) == ("succeeded", 1)
+
+
+async def test_start_events_release_and_claim_during_a_hiccup_are_unavailable(
+    hiccup: tuple[Ports, HiccupStore, HiccupBroker],
+) -> None:
+    ports, _, broker = hiccup
+    job_id = await enqueue(ports)
+    await enqueue(ports)
+    await register(ports)
+    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    broker.down = {"*"}
+    calls = [
+        cases.start(ports, NAME, job_id, instance_id="I1", attempt=1),
+        cases.events(ports, NAME, job_id, instance_id="I1", attempt=1, lines=[cases.Event(seq=1, text="x")]),
+        cases.release(ports, NAME, job_id, instance_id="I1", attempt=1, started=False),
+        cases.claim(ports, NAME, instance_id="I1", wait=0),
+    ]
+    for call in calls:
+        with pytest.raises(errors.BrokerUnavailable):
+            await call
+    broker.down = set()
+    item = await ports.broker.get(job_id)
+    assert item is not None
+    assert (item.state, item.attempt, item.lease_owner) == ("running", 1, "I1")  # still this instance's
+    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
     record = await ports.agents.get_attempt(job_id, 1)
     assert record is not None
     assert record.started_at is not None
