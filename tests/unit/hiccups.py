@@ -6,7 +6,7 @@ transactions while ``down`` (``StoreUnavailable``). Otherwise both are the ordin
 """
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -32,9 +32,17 @@ class HiccupBroker(InMemoryBroker):
         self._reach("heartbeat")
         return await super().heartbeat(item_id, **kwargs)
 
+    async def heartbeat_many(self, held: Sequence[tuple[str, int]], **kwargs: Any) -> dict[str, Item]:
+        self._reach("heartbeat")
+        return await super().heartbeat_many(held, **kwargs)
+
     async def get(self, item_id: str, **kwargs: Any) -> Item | None:
         self._reach("get")
         return await super().get(item_id, **kwargs)
+
+    async def get_many(self, item_ids: Sequence[str]) -> dict[str, Item]:
+        self._reach("get")
+        return await super().get_many(item_ids)
 
     async def list(self, **kwargs: Any) -> builtins.list[Item]:
         self._reach("list")

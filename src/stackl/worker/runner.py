@@ -77,6 +77,7 @@ class WorkerRunner:
         max_lease_expiries: int = MAX_LEASE_EXPIRIES,
         shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
         poll_s: float = POLL_S,
+        unavailable_pause_s: float = UNAVAILABLE_PAUSE_S,
         give_up: Mapping[str, Callable[[Ports, Item, str], Awaitable[None]]] | None = None,
     ) -> None:
         if concurrency < 1 or lease_s <= 0 or heartbeat_s <= 0 or heartbeat_s >= lease_s:
@@ -91,6 +92,7 @@ class WorkerRunner:
         self.max_lease_expiries = max_lease_expiries
         self.shutdown_timeout_s = shutdown_timeout_s
         self.poll_s = poll_s
+        self.unavailable_pause_s = unavailable_pause_s
         self._running: dict[str, _Running] = {}
         self._slot_freed = asyncio.Event()
 
@@ -124,7 +126,7 @@ class WorkerRunner:
                 )
             except errors.Unavailable as exc:
                 log.warning("worker_claim_failed", owner=self.owner, error=exc.message)
-                await _first(stop.wait(), asyncio.sleep(UNAVAILABLE_PAUSE_S))
+                await _first(stop.wait(), asyncio.sleep(self.unavailable_pause_s))
                 continue
             if stop.is_set():
                 for item in items:  # claimed while stopping: give back, not counted as an attempt
@@ -140,7 +142,7 @@ class WorkerRunner:
             await self.ports.broker.wait(queues=[TASKS_QUEUE], timeout_s=self.poll_s)
         except errors.Unavailable as exc:
             log.warning("worker_wait_failed", owner=self.owner, error=exc.message)
-            await asyncio.sleep(UNAVAILABLE_PAUSE_S)
+            await asyncio.sleep(self.unavailable_pause_s)
 
     def _start(self, item: Item) -> None:
         lease = TaskLease(item=item, owner=self.owner, epoch=item.lease_epoch, broker=self.ports.broker)
@@ -199,7 +201,7 @@ class WorkerRunner:
             known = ", ".join(sorted(self.handlers)) or "none"
             await self._fail(lease, f"no handler for task kind {item.kind!r} (known: {known})")
             return
-        work = asyncio.create_task(_call(handler(self.ports, lease)), name=f"handler-{item.id}")
+        work = asyncio.create_task(self._activate(handler, lease), name=f"handler-{item.id}")
         state.work = work
         beat = asyncio.create_task(self._heartbeat(state), name=f"heartbeat-{item.id}")
         try:
@@ -222,6 +224,21 @@ class WorkerRunner:
             await self._fail(lease, f"task handler for {item.kind!r} failed: {_describe(exc)}")
         else:
             await self._check_finished(lease, duration_s)
+
+    async def _activate(self, handler: TaskHandler, lease: TaskLease) -> None:
+        """Run one activation; when the database could not be reached, run it again after a pause.
+
+        An activation replays the task from its stored state, so running it again is safe; a hiccup of the
+        database (a PostgreSQL restart, a SQLite lock timeout) is not a reason to fail a deployment. The
+        heartbeat still stops the handler if the outage outlasts the lease.
+        """
+        while True:
+            try:
+                await handler(self.ports, lease)
+                return
+            except errors.Unavailable as exc:
+                log.warning("task_activation_unavailable", task_id=lease.item.id, error=exc.message)
+                await asyncio.sleep(self.unavailable_pause_s)
 
     async def _check_finished(self, lease: TaskLease, duration_s: float) -> None:
         item = lease.item
@@ -262,7 +279,7 @@ class WorkerRunner:
                 return
             except errors.Unavailable as exc:
                 log.warning("task_heartbeat_failed", task_id=lease.item.id, error=exc.message)
-                await asyncio.sleep(min(self.heartbeat_s, UNAVAILABLE_PAUSE_S))
+                await asyncio.sleep(min(self.heartbeat_s, self.unavailable_pause_s))
 
     async def _finished_by_us(self, lease: TaskLease) -> bool:
         """Whether a refused renewal only means the handler already finished the item at our epoch."""
@@ -305,10 +322,6 @@ class WorkerRunner:
             log.warning("task_release_failed", task_id=item.id, error=exc.message)
             return
         log.info("task_released", task_id=item.id, attempt=item.attempt, started=started)
-
-
-async def _call(awaitable: Awaitable[None]) -> None:
-    await awaitable
 
 
 async def _first(*awaitables: Awaitable[object]) -> None:

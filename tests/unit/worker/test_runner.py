@@ -303,3 +303,19 @@ async def _true(value: object) -> bool:
 
 async def _states(ports: Ports, ids: Sequence[str]) -> list[str]:
     return [(await item(ports, i)).state for i in ids]
+
+
+async def test_an_activation_that_met_an_unreachable_database_runs_again(ports: Ports) -> None:
+    calls: list[int] = []
+
+    async def flaky(ports: Ports, lease: TaskLease) -> None:
+        calls.append(lease.epoch)
+        if len(calls) < 3:
+            raise errors.BrokerUnavailable("database restarting")
+        await lease.complete({"after": len(calls)})
+
+    task_id = await enqueue(ports, "flaky")
+    async with running(ports, {"flaky": flaky}, unavailable_pause_s=0):
+        [done] = await final(ports, task_id)
+    assert (done.state, done.result, done.attempt) == ("succeeded", {"after": 3}, 1)  # one claim, three runs
+    assert calls == [1, 1, 1]
