@@ -96,7 +96,11 @@ class ServerProcess(ChildProcess):
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, timeout_s=30, what="the server to be ready")
+        try:
+            wait_until(ready, timeout_s=30, what="the server to be ready")
+        except BaseException:  # not yet in server_factory's list: its teardown would not stop it
+            self.kill()
+            raise
 
 
 def process_env(tmp_path: Path) -> dict[str, str]:
