@@ -116,92 +116,93 @@ def test_auth_policy_and_secrets_end_to_end(server_factory: Any, tmp_path: Path)
         server, admin, "-q", "token", "create", "--role", "viewer", "--subject", "victor", "--expires", "1d"
     )
     viewer = viewer.strip()
-    as_admin = httpx.Client(base_url=server.url, headers=bearer(admin), timeout=30)
-    as_operator = httpx.Client(base_url=server.url, headers=bearer(operator), timeout=30)
-    as_viewer = httpx.Client(base_url=server.url, headers=bearer(viewer), timeout=30)
+    with (  # closed before the server stops: a pooled keep-alive socket is not left to the garbage collector
+        httpx.Client(base_url=server.url, headers=bearer(admin), timeout=30) as as_admin,
+        httpx.Client(base_url=server.url, headers=bearer(operator), timeout=30) as as_operator,
+        httpx.Client(base_url=server.url, headers=bearer(viewer), timeout=30) as as_viewer,
+    ):
+        applied = as_admin.post("/documents", json=documents())
+        assert applied.status_code == 200, applied.text
+        template = {"name": "authorization", "type": "policy_template", "policy": POLICY}
+        assert as_admin.put("/policy_templates", json=template).status_code == 200
 
-    applied = as_admin.post("/documents", json=documents())
-    assert applied.status_code == 200, applied.text
-    template = {"name": "authorization", "type": "policy_template", "policy": POLICY}
-    assert as_admin.put("/policy_templates", json=template).status_code == 200
+        wait_until(
+            lambda: as_admin.get(f"/agents/{AGENT}").json().get("state") == "online",
+            timeout_s=30,
+            what="the embedded agent to come online with auth on",
+        )
+        refused = as_operator.post(
+            "/stack_instances",
+            json={
+                "stack_instance_name": "shop-prod",
+                "stack_application_template": "web_shop",
+                "stack_infrastructure_template": "prod",
+            },
+        )
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["reasons"] == ["operators may deploy only to development, not production"]
 
-    wait_until(
-        lambda: as_admin.get(f"/agents/{AGENT}").json().get("state") == "online",
-        timeout_s=30,
-        what="the embedded agent to come online with auth on",
-    )
-    refused = as_operator.post(
-        "/stack_instances",
-        json={
-            "stack_instance_name": "shop-prod",
+        create = {
+            "stack_instance_name": "shop",
             "stack_application_template": "web_shop",
-            "stack_infrastructure_template": "prod",
-        },
-    )
-    assert refused.status_code == 403, refused.text
-    assert refused.json()["reasons"] == ["operators may deploy only to development, not production"]
+            "stack_infrastructure_template": "dev",
+            "secrets": {"api_key": f"{SECRET}-instance"},
+            "service_secrets": {"web": {"cert": f"{SECRET}-service-secrets"}},
+        }
+        task = wait_task(as_operator, as_operator.post("/stack_instances", json=create))
+        assert task["state"] == "succeeded", task
+        assert as_viewer.delete("/stack_instances/shop").status_code == 403
+        snap = as_operator.post("/snapshots/stack_instance/shop")
+        assert snap.status_code == 200, snap.text
 
-    create = {
-        "stack_instance_name": "shop",
-        "stack_application_template": "web_shop",
-        "stack_infrastructure_template": "dev",
-        "secrets": {"api_key": f"{SECRET}-instance"},
-        "service_secrets": {"web": {"cert": f"{SECRET}-service-secrets"}},
-    }
-    task = wait_task(as_operator, as_operator.post("/stack_instances", json=create))
-    assert task["state"] == "succeeded", task
-    assert as_viewer.delete("/stack_instances/shop").status_code == 403
-    snap = as_operator.post("/snapshots/stack_instance/shop")
-    assert snap.status_code == 200, snap.text
+        # the secret is nowhere in clear: API answers, events, tasks, logs, audit, the log file, the database
+        paths = [
+            "/documents",
+            *(f"/documents/{d['type']}/{d['name']}" for d in documents()),
+            "/documents/stack_instance/shop",
+            "/documents/stack_instance/shop/revisions",
+            "/documents/stack_instance/shop/revisions/1/diff/latest",
+            "/stack_instances/shop",
+            "/stack_instances",
+            "/infrastructure_base/environment/development",
+            "/services/webserver",
+            "/functional_requirements/vm",
+            f"/snapshots/{snap.json()['name']}",
+            "/tasks",
+            f"/tasks/{task['id']}?include=steps,plan",
+            f"/tasks/{task['id']}/logs",
+            "/stack_instances/shop/logs",
+            "/stack_instances/shop/events",
+            "/events?after=0",
+            "/agents",
+            "/audit",
+            "/auth/tokens",
+        ]
+        answers = []
+        for path in paths:
+            answer = as_admin.get(path, headers={"Accept": "application/json"})
+            assert answer.status_code < 500, (path, answer.status_code, answer.text)
+            answers.append(answer.text)
+        everything = "\n".join(answers)
+        assert SECRET not in everything
+        assert "********" in everything
+        cli(server, admin, "logs", "shop")
+        cli(server, admin, "get", "stack_instance", "shop", "-o", "yaml")
 
-    # the secret is nowhere in clear: API answers, events, tasks, logs, audit, the log file, the database
-    paths = [
-        "/documents",
-        *(f"/documents/{d['type']}/{d['name']}" for d in documents()),
-        "/documents/stack_instance/shop",
-        "/documents/stack_instance/shop/revisions",
-        "/documents/stack_instance/shop/revisions/1/diff/latest",
-        "/stack_instances/shop",
-        "/stack_instances",
-        "/infrastructure_base/environment/development",
-        "/services/webserver",
-        "/functional_requirements/vm",
-        f"/snapshots/{snap.json()['name']}",
-        "/tasks",
-        f"/tasks/{task['id']}?include=steps,plan",
-        f"/tasks/{task['id']}/logs",
-        "/stack_instances/shop/logs",
-        "/stack_instances/shop/events",
-        "/events?after=0",
-        "/agents",
-        "/audit",
-        "/auth/tokens",
-    ]
-    answers = []
-    for path in paths:
-        answer = as_admin.get(path, headers={"Accept": "application/json"})
-        assert answer.status_code < 500, (path, answer.status_code, answer.text)
-        answers.append(answer.text)
-    everything = "\n".join(answers)
-    assert SECRET not in everything
-    assert "********" in everything
-    cli(server, admin, "logs", "shop")
-    cli(server, admin, "get", "stack_instance", "shop", "-o", "yaml")
+        audit = as_admin.get("/audit", params={"limit": 1000}).json()["items"]
+        kinds = {(e["subject"], e["action"], e["resource"]["type"], e["result"]) for e in audit}
+        assert ("olivia", "create", "stack_instance", "denied") in kinds
+        assert ("olivia", "create", "stack_instance", "success") in kinds
+        assert ("victor", "delete", "stack_instance", "denied") in kinds
+        claims = [e for e in audit if e["action"] == "report" and e.get("detail", {}).get("jobs")]
+        assert claims, "the embedded agent's claims are audited"
+        assert claims[0]["subject"] == "agent:common"
+        assert "olivia" in cli(server, admin, "audit", "--subject", "olivia")
 
-    audit = as_admin.get("/audit", params={"limit": 1000}).json()["items"]
-    kinds = {(e["subject"], e["action"], e["resource"]["type"], e["result"]) for e in audit}
-    assert ("olivia", "create", "stack_instance", "denied") in kinds
-    assert ("olivia", "create", "stack_instance", "success") in kinds
-    assert ("victor", "delete", "stack_instance", "denied") in kinds
-    claims = [e for e in audit if e["action"] == "report" and e.get("detail", {}).get("jobs")]
-    assert claims, "the embedded agent's claims are audited"
-    assert claims[0]["subject"] == "agent:common"
-    assert "olivia" in cli(server, admin, "audit", "--subject", "olivia")
-
-    listed = json.loads(cli(server, admin, "token", "list", "-o", "json"))
-    victor = next(t for t in listed if t["subject"] == "victor")
-    cli(server, admin, "token", "revoke", victor["id"])
-    assert as_viewer.get("/documents").status_code == 401
+        listed = json.loads(cli(server, admin, "token", "list", "-o", "json"))
+        victor = next(t for t in listed if t["subject"] == "victor")
+        cli(server, admin, "token", "revoke", victor["id"])
+        assert as_viewer.get("/documents").status_code == 401
 
     assert server.stop() == 0
     assert SECRET not in server.log()
