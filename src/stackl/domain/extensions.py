@@ -31,6 +31,7 @@ EXTENSION_FIELDS: dict[str, tuple[str, ...]] = {
         "steps",
         "posted_outputs",
         "rolling_back",
+        "rollback_record",
     ),
     "status": records.STATUS_EXTENSION_FIELDS,
     "snapshot": ("source",),

@@ -140,6 +140,9 @@ class StackInstance(fields.Document):
     steps: dict[str, StepRecord] = Field(default_factory=dict)
     posted_outputs: PostedOutputs = Field(default_factory=PostedOutputs)
     rolling_back: str | None = None  # the task whose failed run is being compensated (lifecycle.md §4.5)
+    # While it rolls back: what that task's main phase ended with (failed steps, its step records, the
+    # rollback's deadline), so its later activations end it with that outcome (usecases/operations.py).
+    rollback_record: dict[str, Any] | None = None
 
 
 class SnapshotSource(fields.DocumentPart):

@@ -52,11 +52,6 @@ class TaskLease:
         """Refuse (``LeaseLost``) to let ``tx`` commit unless this worker still holds the task."""
         await self.broker.fence(self.item.id, owner=self.owner, epoch=self.epoch, tx=tx)
 
-    async def cancel_requested(self) -> bool:
-        """Whether someone asked to cancel the task (read fresh from the broker)."""
-        current = await self.broker.get(self.item.id)
-        return bool(current and current.cancel_requested)
-
 
 TaskHandler = Callable[[Ports, TaskLease], Awaitable[None]]
 """``handler(ports, lease)``: run one task to its end."""

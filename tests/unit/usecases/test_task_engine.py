@@ -20,6 +20,7 @@ from tests.unit.usecases.test_instances import (
 )
 
 from stackl import errors
+from stackl.domain import documents
 from stackl.broker.base import Item
 from stackl.usecases import instances as cases
 from stackl.usecases import operations, task_control, task_queries, updates
@@ -178,6 +179,35 @@ async def test_a_failed_create_rolled_back_keeps_what_it_did_in_its_record(ports
     assert ended.result["error_message"] == "1 step(s) failed: web/0/nginx; rolled back"
     assert [s["state"] for s in ended.result["steps"]] == ["ready", "failed"]  # not "ready, skipped"
     assert await instance(ports) is None
+
+
+@pytest.mark.asyncio
+async def test_an_instance_rolling_back_is_a_valid_document_and_its_task_resumes_the_rollback(
+    ports: Ports,
+) -> None:
+    await load(ports)
+    await cases.create(ports, request(rollback=True), subject="alice", source=SOURCE)
+    first = await activate(ports)
+    await finish_job(ports, await take_job(ports), {"db_host": "h"})
+    await activate(ports)
+    web = await take_job(ports)
+    failed = {"status": "FAILED", "error_message": "nginx exited with code 2", "outputs": {}}
+    await ports.broker.fail(web.id, owner="agent-1", epoch=web.lease_epoch, error="x", result=failed)
+    await activate(ports)  # the main phase failed: the rollback starts, its delete of db dispatched
+    body = await instance(ports)
+    assert body is not None
+    assert body["rolling_back"] == first.item.id
+    assert body["rollback_record"]["failed_steps"] == ["web/0/nginx"]
+    documents.validate(body, doc_type="stack_instance")  # readable through the API while it rolls back
+    view = await task_queries.get_task(ports, first.item.id)
+    assert view["state"] == "rolling_back"
+    delete_db = await take_job(ports)
+    assert delete_db.payload["action"] == "delete"
+    await finish_job(ports, delete_db)
+    await activate(ports, owner="worker-2")  # another worker ends it with the main phase's outcome
+    ended = await task(ports, first.item.id)
+    assert ended.result["error_message"] == "1 step(s) failed: web/0/nginx; rolled back"
+    assert [s["state"] for s in ended.result["steps"]] == ["ready", "failed"]
 
 
 async def drive_with(ports: Ports, agent: Any) -> Item:
