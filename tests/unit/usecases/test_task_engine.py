@@ -20,8 +20,8 @@ from tests.unit.usecases.test_instances import (
 )
 
 from stackl import errors
-from stackl.domain import documents
 from stackl.broker.base import Item
+from stackl.domain import documents
 from stackl.usecases import instances as cases
 from stackl.usecases import operations, task_control, task_queries, updates
 from stackl.usecases.ports import Ports
