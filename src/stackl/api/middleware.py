@@ -25,10 +25,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stackl.api import problems
-from stackl.datastore.audit import AuditEntry
 from stackl.domain import auth
 from stackl.domain.clock import Clock
 from stackl.domain.ids import ulid
+from stackl.domain.stored import AuditEntry
 from stackl.usecases import audit as audit_cases
 from stackl.usecases.ports import Ports
 

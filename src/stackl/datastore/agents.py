@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from stackl.datastore.base import Transaction
+from stackl.domain.stored import LogLine as LogLine  # the record lives in the domain; re-exported here
 
 TRUNCATED_LINE = "log truncated at 10 MiB"
 
@@ -57,18 +58,6 @@ class JobAttempt:
     stored_seq: int = 0  # highest seq stored
     result: dict[str, Any] | None = None
     result_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """A stored log line of one attempt."""
-
-    job_id: str
-    attempt: int
-    seq: int
-    time: datetime
-    stream: str
-    line: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,36 +8,13 @@ Queries return newest first; the cursor is the id (a ULID) of the last entry of 
 import abc
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from stackl.datastore.base import Page
+from stackl.domain.stored import AuditEntry as AuditEntry  # the record lives in the domain; re-exported here
 
 AuditResult = Literal["success", "denied", "error"]
 MAX_LIMIT = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One audited request."""
-
-    id: str
-    time: datetime
-    subject: str
-    role: str
-    action: str
-    method: str
-    path: str
-    resource_type: str
-    resource_name: str
-    status_code: int
-    result: str
-    request_id: str
-    token_id: str | None = None
-    revision: int | None = None
-    task_id: str | None = None
-    remote_addr: str = ""
-    user_agent: str = ""
-    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

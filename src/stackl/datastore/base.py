@@ -20,44 +20,19 @@ import abc
 import builtins
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar
+from typing import Any, Literal, Self
 
-T = TypeVar("T")
+# The records live in the domain (the API reads them without importing the datastore); ``X as X`` re-exports
+# them here, so the adapters and use cases that import them from this port keep working.
+from stackl.domain.stored import HistoryAction as HistoryAction
+from stackl.domain.stored import ListQuery as ListQuery
+from stackl.domain.stored import Page as Page
+from stackl.domain.stored import RevisionEntry as RevisionEntry
+from stackl.domain.stored import StoredDocument as StoredDocument
 
 WriteAction = Literal["create", "update", "restore", "status", "outputs"]
-HistoryAction = Literal["create", "update", "delete", "restore", "status", "outputs"]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDocument:
-    """The current revision of a document and its metadata."""
-
-    type: str
-    name: str
-    body: dict[str, Any]
-    revision: int
-    created_at: datetime
-    created_by: str
-    updated_at: datetime
-    updated_by: str
-
-
-@dataclass(frozen=True, slots=True)
-class RevisionEntry:
-    """One entry of a document's history; ``body`` is None for a delete (tombstone)."""
-
-    type: str
-    name: str
-    revision: int
-    action: HistoryAction
-    time: datetime
-    subject: str
-    body: dict[str, Any] | None
-    task_id: str | None = None
-    restored_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,26 +59,6 @@ class WriteResult:
 
     action: Literal["created", "updated", "unchanged"]
     document: StoredDocument
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    """One page of a listing; ``next_cursor`` is None on the last page."""
-
-    items: list[T]
-    next_cursor: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    """A listing of current documents, sorted by (type, name)."""
-
-    types: Sequence[str] = ()
-    name_contains: str | None = None
-    limit: int | None = None
-    cursor: str | None = None
-    # Body filters: a dot-separated member path (``source.type``) → the string the body holds there.
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Transaction(abc.ABC):

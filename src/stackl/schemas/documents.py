@@ -6,10 +6,10 @@ The full view is the stored body with every secret masked plus a read-only ``met
 
 from typing import Any
 
-from stackl.datastore.base import RevisionEntry, StoredDocument
 from stackl.domain import documents
 from stackl.domain.clock import rfc3339
 from stackl.domain.secrets import mask_map
+from stackl.domain.stored import RevisionEntry, StoredDocument
 
 
 def metadata(stored: StoredDocument) -> dict[str, Any]:

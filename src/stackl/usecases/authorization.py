@@ -131,10 +131,10 @@ async def instance_environments(ports: Ports, name: str, body: object | None = N
         stored = await tx.get(doc_type="stack_instance", name=name) if name else None
     found = environments_of(stored.body if stored is not None else None)
     if body is not None:
-        from stackl.usecases import instances  # here: instances is heavy and rarely needed
+        from stackl.usecases import instance_plans  # here: planning is heavy and rarely needed
 
         try:
-            answer = await instances.plan(ports, body)
+            answer = await instance_plans.plan(ports, body)
         except errors.StacklError as exc:
             log.debug("authorization_plan_failed", error=exc.message)
         else:

@@ -1,10 +1,12 @@
 """Stack-instance planning: references, targets, placement and the step plan, inside the request.
 
-``plan`` is ``POST /stack_instances/plan`` (api.md §B.2): it validates the request, loads every document it
-reaches in one read transaction, computes the SIT's targets, runs the placement engine (native constraints and
-Rego policies) in a worker thread, evaluates service policies for the step plan, and answers with the placement,
-its explanation and the plan. It writes nothing and consumes no counter; an infeasible placement is an answer
-(``feasible: false``), not an error. Create, update and delete reuse these steps with the lifecycle issue.
+``plan_create`` answers ``POST /stack_instances/plan`` for a create (api.md §B.2; ``instance_plans.plan``
+picks the operation): it validates the request, loads every document it reaches in one read transaction,
+computes the SIT's targets, runs the placement engine (native constraints and Rego policies) in a worker thread,
+evaluates service policies for the step plan, and answers with the placement, its explanation and the plan. It
+writes nothing and consumes no counter; an infeasible placement is an answer (``feasible: false``), not an
+error. Create, update (``updates``, which builds on this module) and delete reuse these steps with the lifecycle
+issue.
 """
 
 import asyncio
@@ -420,30 +422,13 @@ def invocation_of(fr_body: Mapping[str, Any], cloud_provider: str) -> dict[str, 
     return dict(chosen) if isinstance(chosen, Mapping) else None
 
 
-async def plan(ports: Ports, body: object) -> dict[str, Any]:
-    """``POST /stack_instances/plan``.
+async def plan_create(ports: Ports, body: object) -> dict[str, Any]:
+    """``POST /stack_instances/plan`` for a create: placement and step plan, nothing written.
 
     Raises:
         InvalidDocument: the body is invalid (fields named). MissingReferences: documents are missing.
-        InstanceNotFound: update or delete of an instance that does not exist.
         PolicyError: a policy failed (with the explanation so far). PolicyEngineUnavailable.
     """
-    request = parse_request(body, plan=True)
-    operation = request.operation
-    async with ports.store.transaction(readonly=True) as tx:
-        existing = await tx.get(doc_type="stack_instance", name=request.stack_instance_name)
-    if operation is None:
-        operation = "create" if existing is None else "update"
-    if operation != "create":
-        if existing is None:
-            raise errors.InstanceNotFound(f"Stack instance {request.stack_instance_name} not found")
-        if operation == "delete":
-            return await _plan_delete(ports, existing)
-        from stackl.usecases import updates  # imported here: updates builds on this module
-
-        return await updates.plan_update(ports, body)
-    if existing is not None:
-        raise errors.InstanceExists()
     request = parse_request(body, operation="create", plan=True)
     ctx = await resolve(ports, request)
     evaluated_at = ports.clock.now().isoformat().replace("+00:00", "Z")
@@ -451,8 +436,11 @@ async def plan(ports: Ports, body: object) -> dict[str, Any]:
     return planned.answer
 
 
-async def _plan_delete(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
-    """The delete plan of an instance (lifecycle.md §4.4), written nowhere."""
+async def plan_delete(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
+    """``POST /stack_instances/plan`` for a delete: the delete plan of ``stored`` (lifecycle.md §4.4).
+
+    Writes nothing.
+    """
     frs = sorted({str(e["functional_requirement"]) for e in stored.body.get("status", [])})
     async with ports.store.transaction(readonly=True) as tx:
         found = await tx.get_many(keys=[("functional_requirement", fr) for fr in frs])

@@ -17,8 +17,8 @@ from tests.unit.usecases.test_instances import (
 
 from stackl import errors
 from stackl.broker.base import Item
+from stackl.usecases import instance_plans, updates
 from stackl.usecases import instances as cases
-from stackl.usecases import updates
 from stackl.usecases.ports import Ports
 
 
@@ -222,7 +222,7 @@ async def test_plan_of_an_update_and_a_delete(ports: Ports) -> None:
     await deployed(ports, zones("zone-b"))
     async with ports.store.transaction(readonly=True) as tx:
         before = await tx.get(doc_type="stack_instance", name="shop-prod")
-    answer = await cases.plan(ports, {"stack_instance_name": "shop-prod", "replicas": {"web": 2}})
+    answer = await instance_plans.plan(ports, {"stack_instance_name": "shop-prod", "replicas": {"web": 2}})
     assert answer["operation"] == "update"
     assert answer["changes"]["replicas"] == {"web": {"from": 1, "to": 2}}
     decisions = {s["id"]: (s["action"], s["decision"]) for g in answer["plan"] for s in g["steps"]}
@@ -231,7 +231,7 @@ async def test_plan_of_an_update_and_a_delete(ports: Ports) -> None:
         "web/0/nginx": ("update", "unchanged"),
         "web/1/nginx": ("create", "run"),
     }
-    answer = await cases.plan(ports, {"stack_instance_name": "shop-prod", "operation": "delete"})
+    answer = await instance_plans.plan(ports, {"stack_instance_name": "shop-prod", "operation": "delete"})
     assert [s["id"] for g in answer["plan"] for s in g["steps"]] == ["web/0/nginx", "db/0/postgres_vm"]
     async with ports.store.transaction(readonly=True) as tx:
         stored = await tx.get(doc_type="stack_instance", name="shop-prod")
@@ -282,7 +282,7 @@ async def test_host_names_with_counters_are_global_kept_and_appended(ports: Port
         "bru-web02-8003",
     ]
     # A plan shows names without consuming a counter; an update keeps names and appends new ones.
-    await cases.plan(
+    await instance_plans.plan(
         ports, {"stack_instance_name": "shop-prod", "service_params": {"web": {**template, "instances": 3}}}
     )
     seen: list[Item] = []

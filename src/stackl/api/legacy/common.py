@@ -16,7 +16,7 @@ from stackl import errors
 from stackl.api import bodies
 from stackl.api.deps import IfAbsentDep, IfMatchDep, PortsDep, SettingsDep, SubjectDep
 from stackl.api.responses import respond
-from stackl.datastore.base import ListQuery, StoredDocument
+from stackl.domain.stored import ListQuery, StoredDocument
 from stackl.schemas import legacy
 from stackl.usecases import documents as document_cases
 from stackl.usecases.ports import Ports

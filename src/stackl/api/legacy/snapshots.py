@@ -13,7 +13,7 @@ from stackl.api import bodies
 from stackl.api.deps import PortsDep, SettingsDep, SubjectDep
 from stackl.api.legacy.common import respond_result
 from stackl.api.responses import respond
-from stackl.datastore.base import StoredDocument
+from stackl.domain.stored import StoredDocument
 from stackl.schemas import legacy
 from stackl.usecases import documents as document_cases
 from stackl.usecases import snapshots as snapshot_cases

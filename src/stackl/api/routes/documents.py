@@ -13,7 +13,7 @@ from stackl import errors
 from stackl.api import bodies
 from stackl.api.deps import IfMatchDep, PortsDep, SettingsDep, SubjectDep
 from stackl.api.responses import not_modified, respond
-from stackl.datastore.base import ListQuery, StoredDocument
+from stackl.domain.stored import ListQuery, StoredDocument
 from stackl.schemas import documents as views
 from stackl.usecases import documents as document_cases
 from stackl.usecases import task_queries, updates

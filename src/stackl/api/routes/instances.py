@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from stackl.api import bodies
 from stackl.api.deps import PortsDep, SettingsDep
 from stackl.api.responses import respond
-from stackl.usecases import instances as instance_cases
+from stackl.usecases import instance_plans
 
 router = APIRouter(prefix="/stack_instances", tags=["stack instances"])
 
@@ -54,4 +54,4 @@ PLAN_BODY: dict[str, Any] = {
 async def plan_stack_instance(request: Request, ports: PortsDep, settings: SettingsDep) -> Response:
     """Placement, its explanation and the step plan of a create; nothing is written."""
     body = await bodies.read_document(request, limit=settings.server.max_body_bytes)
-    return respond(request, await instance_cases.plan(ports, body))
+    return respond(request, await instance_plans.plan(ports, body))

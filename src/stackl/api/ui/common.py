@@ -31,8 +31,8 @@ from fastapi.routing import APIRoute
 
 from stackl import errors
 from stackl.api import deps, problems
-from stackl.datastore.agents import LogLine
 from stackl.domain import revisions
+from stackl.domain.stored import LogLine
 from stackl.usecases import tokens as token_cases
 from stackl.usecases.ports import Ports
 

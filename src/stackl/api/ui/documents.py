@@ -9,8 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 from stackl import errors
 from stackl.api.deps import PortsDep, SubjectDep
 from stackl.api.ui.common import UIRoute, read_form, render, same_origin
-from stackl.datastore.base import ListQuery
 from stackl.domain import documents
+from stackl.domain.stored import ListQuery
 from stackl.usecases import documents as document_cases
 
 router = APIRouter(prefix="/documents", route_class=UIRoute)

@@ -15,8 +15,8 @@ from fastapi.responses import Response
 from stackl import errors
 from stackl.api.deps import PortsDep
 from stackl.api.ui.common import UIRoute, aggregate_status, job_log, render
-from stackl.datastore.base import StoredDocument
 from stackl.domain import documents
+from stackl.domain.stored import StoredDocument
 from stackl.usecases import documents as document_cases
 from stackl.usecases import task_queries
 from stackl.usecases.ports import Ports

@@ -1,8 +1,8 @@
 """The plan page: pick a SAT, a SIT and parameters, see the placement and the step plan, then deploy.
 
-One form serves both steps: "Plan" posts it to ``/ui/plan`` (``instances.plan``: nothing is written), and once
-a feasible plan is shown, "Deploy" posts the same fields to ``/ui/plan/deploy`` (``instances.create``), which
-redirects to the new instance's page. Parameters are typed as YAML mappings.
+One form serves both steps: "Plan" posts it to ``/ui/plan`` (``instance_plans.plan``: nothing is written), and
+once a feasible plan is shown, "Deploy" posts the same fields to ``/ui/plan/deploy`` (``instances.create``),
+which redirects to the new instance's page. Parameters are typed as YAML mappings.
 """
 
 from typing import Annotated, Any
@@ -18,6 +18,7 @@ from stackl.api.deps import PortsDep, SubjectDep
 from stackl.api.ui.common import UIRoute, read_form, render, same_origin
 from stackl.api.ui.instances import explanation_view
 from stackl.usecases import documents as document_cases
+from stackl.usecases import instance_plans
 from stackl.usecases import instances as instance_cases
 from stackl.usecases.ports import Ports
 
@@ -106,7 +107,7 @@ async def plan_submit(request: Request, ports: PortsDep) -> Response:
     """Plan the create: placement, explanation and steps; nothing is written."""
     form = await read_form(request)
     try:
-        answer = await instance_cases.plan(ports, _body(form))
+        answer = await instance_plans.plan(ports, _body(form))
     except (errors.InvalidInput, errors.Conflict) as exc:
         return await _page(request, ports, form, error=exc)
     return await _page(request, ports, form, answer=answer)
