@@ -19,6 +19,7 @@ def test_extension_fields_table() -> None:
     )  # fmt: skip
     assert EXTENSION_FIELDS["stack_instance"] == (
         "tags", "placement", "state", "task", "extra_services", "steps", "posted_outputs", "rolling_back",
+        "rollback_record",
     )  # fmt: skip
     assert documents.EXTENSION_FIELDS is EXTENSION_FIELDS
 
