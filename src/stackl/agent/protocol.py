@@ -6,7 +6,6 @@ connection errors, 408, 429, 502, 503 and 504, no retry on other 4xx, and a way 
 shutting down. Nothing here logs a request body: payloads carry secrets.
 """
 
-import asyncio
 import importlib
 import random
 import sys
@@ -17,6 +16,7 @@ import httpx
 import structlog
 
 from stackl import __version__
+from stackl.domain.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
 
@@ -78,9 +78,11 @@ class AgentProtocol:
         transport: httpx.AsyncBaseTransport | None = None,
         verify: bool | str = True,
         pause_s: Callable[[int], float] = backoff,
+        clock: Clock | None = None,
     ) -> None:
-        """``pause_s(attempt)`` is the wait before retry ``attempt`` (tests pass one that does not wait)."""
+        """``pause_s(attempt)`` is the wait before retry ``attempt``, waited on ``clock`` (tests move theirs)."""
         self.pause_s = pause_s
+        self.clock = clock or SystemClock()
         headers = {"User-Agent": f"stackl-agent/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -128,7 +130,7 @@ class AgentProtocol:
             pause = self.pause_s(attempt)
             # Info, not debug: a retry means the server or its database is unreachable, worth seeing.
             log.info("agent_call_retried", path=path, status=status, error=detail, pause_s=round(pause, 2))
-            await asyncio.sleep(pause)
+            await self.clock.sleep(pause)
 
     # --- the calls of agents.md §1.1 ---------------------------------------------------------------------
     def job_path(self, job_id: str, what: str) -> str:

@@ -23,6 +23,9 @@ Safety rules, and why:
 - **Results survive crashes.** A result is written to ``<data-dir>/results/<job_id>-<attempt>.json``
   before it is sent and removed once the server answered 200 or 409; a restarted agent re-sends what is
   left *before* registering, while the dead instance still holds the lease.
+- **Time comes from the injected clock**: the heartbeat rhythm, the fencing rule and its grace, the claim
+  backoff and the shutdown wait read its ``monotonic()`` and wait with its ``sleep()`` (tests move a manual
+  clock instead of waiting 45 s).
 - **Graceful shutdown** (§1.5): stop claiming (a claim answered later is released unstarted), let jobs run
   up to ``shutdown_timeout`` (a second signal ends the wait), stop the rest and release them as started,
   then deregister.
@@ -35,7 +38,6 @@ import contextlib
 import json
 import os
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +51,7 @@ from stackl.agent.executors.base import Executor, Job, LogLine, Result
 from stackl.agent.protocol import AgentProtocol, CallFailed, GaveUp
 from stackl.agent.secrets import Masker
 from stackl.agent.streaming import EventStream
-from stackl.domain.clock import SystemClock, rfc3339
+from stackl.domain.clock import Clock, SystemClock, rfc3339
 from stackl.domain.ids import ulid
 
 log = structlog.get_logger(__name__)
@@ -84,6 +86,8 @@ class _Running:
     cancel_reason: str = ""
     lost: bool = False  # mock `lost`: left out of heartbeats, never reported
     run: "asyncio.Future[Result] | None" = None  # the executor's run, cancelled when a fenced job overstays
+    fenced_at: float = 0.0  # the clock's monotonic() when self-fencing stopped this job (with ``fenced``)
+    fenced: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class AgentRunner:
@@ -100,9 +104,9 @@ class AgentRunner:
         shutdown_timeout_s: float = 300.0,
         labels: dict[str, str] | None = None,
         timing: Timing | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
-        """``monotonic`` is the clock of the fencing rule (tests move it instead of waiting 45 s)."""
+        """``clock`` times heartbeats, fencing, backoffs and timestamps (tests move it instead of waiting)."""
         self.name = name
         self._protocol = protocol
         self._executor = executor
@@ -112,13 +116,13 @@ class AgentRunner:
         self._shutdown_timeout_s = shutdown_timeout_s
         self._labels = dict(labels or {})
         self.timing = timing or Timing()
-        self.instance_id = ulid(SystemClock().now())
+        self._clock = clock or SystemClock()
+        self.instance_id = ulid(self._clock.now())
         self._previous_id: str | None = None
-        self._monotonic = monotonic
         self._running: dict[tuple[str, int], _Running] = {}  # by (job_id, attempt)
         self._slot_freed = asyncio.Event()
         self._stopping = False
-        self._last_ack = self._monotonic()
+        self._last_ack = self._clock.monotonic()
         self._force = asyncio.Event()  # set: calls stop retrying (a forced stop, or the server going away)
         self._features: frozenset[str] = frozenset()  # optional protocol additions the server accepts
         self._results = ResultBatcher(protocol, give_up=self._force.is_set)
@@ -137,7 +141,7 @@ class AgentRunner:
         await self._register(stop)
         if stop.is_set():
             return
-        self._last_ack = self._monotonic()
+        self._last_ack = self._clock.monotonic()
         async with asyncio.TaskGroup() as group:
             heartbeats = group.create_task(self._heartbeat_loop())
             fencing = group.create_task(self._fence_loop())
@@ -197,15 +201,7 @@ class AgentRunner:
         pending = {task for task in jobs if not task.done()}
         if pending:
             log.info("agent_draining", agent=self.name, jobs=len(pending), timeout_s=self._shutdown_timeout_s)
-            all_done = asyncio.ensure_future(asyncio.wait(pending))
-            forced = asyncio.ensure_future(force.wait())
-            await asyncio.wait(
-                [all_done, forced], timeout=self._shutdown_timeout_s, return_when="FIRST_COMPLETED"
-            )
-            for waiter in (all_done, forced):
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+            await _first(asyncio.wait(pending), force.wait(), self._clock.sleep(self._shutdown_timeout_s))
         for state in self._running.values():
             state.give_back = True
             state.cancel.set()
@@ -215,7 +211,7 @@ class AgentRunner:
     # --- heartbeat and self-fencing ---------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.timing.heartbeat_interval_s)
+            await self._clock.sleep(self.timing.heartbeat_interval_s)
             await self.heartbeat_once()
 
     async def heartbeat_once(self) -> None:
@@ -226,12 +222,12 @@ class AgentRunner:
         jobs keep running meanwhile: only an answer abandons a job, only the fencing rule stops them all.
         """
         path = f"/agents/{self.name}/heartbeat"
-        first = self._monotonic()
+        first = self._clock.monotonic()
         due = first + self.timing.heartbeat_interval_s
         tries = 0
         while True:
             tries += 1
-            sent = self._monotonic()
+            sent = self._clock.monotonic()
             try:
                 _, answer = await self._protocol.call(
                     path,
@@ -254,11 +250,11 @@ class AgentRunner:
                     "agent_heartbeat_failed",
                     status=exc.status,
                     tries=tries,
-                    unacknowledged_s=round(self._monotonic() - self._last_ack, 1),
+                    unacknowledged_s=round(self._clock.monotonic() - self._last_ack, 1),
                 )
-                if self._monotonic() + pause >= due:
+                if self._clock.monotonic() + pause >= due:
                     return  # the next heartbeat takes over
-                await asyncio.sleep(pause)
+                await self._clock.sleep(pause)
         self._last_ack = sent
         for entry in answer.get("cancel", []) if isinstance(answer, dict) else []:
             self._cancel(str(entry.get("job_id")), _attempt(entry), str(entry.get("reason", "cancelled")))
@@ -284,12 +280,12 @@ class AgentRunner:
 
     async def _fence_loop(self) -> None:
         while True:
-            await asyncio.sleep(FENCE_CHECK_S)
+            await self._clock.sleep(FENCE_CHECK_S)
             self._fence_if_cut_off()
 
     def _cut_off(self) -> bool:
         """No heartbeat acknowledged for ``fence_after_s``: this instance's leases may be gone."""
-        return self._monotonic() - self._last_ack >= self.timing.fence_after_s
+        return self._clock.monotonic() - self._last_ack >= self.timing.fence_after_s
 
     def _fence_if_cut_off(self) -> None:
         if not self._cut_off():
@@ -300,8 +296,9 @@ class AgentRunner:
             if not state.give_back:
                 log.warning("job_fenced", job_id=state.job_id, attempt=state.attempt)
                 state.give_back = True
+                state.fenced_at = self._clock.monotonic()
+                state.fenced.set()  # the job's _stop_after_grace counts FENCE_GRACE_S from fenced_at
                 state.cancel.set()
-                asyncio.get_running_loop().call_later(FENCE_GRACE_S, _stop_run, state)
 
     def _cancel(self, job_id: str, attempt: int, reason: str) -> None:
         state = self._running.get((job_id, attempt))
@@ -342,7 +339,7 @@ class AgentRunner:
                 if isinstance(exc, CallFailed) and exc.status == 404:
                     with contextlib.suppress(CallFailed, GaveUp):
                         await self._register(stop)
-                await _first(stop.wait(), asyncio.sleep(min(0.5 * 2**failures, 30)))
+                await _first(stop.wait(), self._clock.sleep(min(0.5 * 2**failures, 30)))
                 continue
             failures = 0
             if status == 204 or not isinstance(answer, dict):
@@ -409,12 +406,13 @@ class AgentRunner:
             start=folded,
         )
         stream.start()
-        started_at = rfc3339(SystemClock().now())
+        started_at = rfc3339(self._clock.now())
 
         def emit(line: LogLine) -> None:
             stream.push(line)
 
         state.run = asyncio.ensure_future(self._executor.run(job, emit=emit, cancel=state.cancel))
+        grace = asyncio.ensure_future(self._stop_after_grace(state))  # awaited below, whatever happens
         try:
             result = await state.run
         except asyncio.CancelledError:
@@ -425,6 +423,9 @@ class AgentRunner:
         except Exception as exc:  # an executor bug must not take the agent down
             log.error("job_executor_failed", job_id=job_id, error=type(exc).__name__)
             result = _failed(f"executor {self._executor.name} failed: {type(exc).__name__}")
+        finally:
+            grace.cancel()
+            await asyncio.wait([grace])  # never raises for the grace task; our own cancellation propagates
         if result.lost:
             state.lost = True
             await stream.abort()
@@ -455,6 +456,12 @@ class AgentRunner:
             start=leftover.start,
             events=leftover.events,
         )
+
+    async def _stop_after_grace(self, state: _Running) -> None:
+        """Once the job is fenced, give it ``FENCE_GRACE_S`` from the fencing moment, then cancel its run."""
+        await state.fenced.wait()
+        await self._clock.sleep(state.fenced_at + FENCE_GRACE_S - self._clock.monotonic())
+        _stop_run(state)
 
     async def _send_start(self, job_id: str, attempt: int, state: _Running) -> bool:
         """The start call on its own; False when the server refused it (the job is not ours)."""
@@ -488,7 +495,7 @@ class AgentRunner:
             "outputs": result.outputs,
             "error_message": result.error_message if result.status == "FAILED" else "",
             "started_at": started_at,
-            "finished_at": rfc3339(SystemClock().now()),
+            "finished_at": rfc3339(self._clock.now()),
             "duration_s": result.duration_s,
             "timed_out": result.timed_out,
             "cancelled": result.cancelled,

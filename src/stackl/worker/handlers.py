@@ -7,7 +7,6 @@ task itself (handler crash, worker lost too many times), so that no instance sta
 always there: see its docstring.
 """
 
-import asyncio
 import math
 from collections.abc import Awaitable, Callable
 
@@ -32,7 +31,7 @@ async def noop(ports: Ports, lease: TaskLease) -> None:
     """
     sleep_s = lease.item.payload.get("sleep_s", 0)
     if isinstance(sleep_s, int | float) and math.isfinite(sleep_s) and sleep_s > 0:
-        await asyncio.sleep(min(float(sleep_s), MAX_NOOP_SLEEP_S))
+        await ports.clock.sleep(min(float(sleep_s), MAX_NOOP_SLEEP_S))  # the injected clock: tests move it
     await lease.complete({"ok": True})
 
 

@@ -19,6 +19,9 @@ being advanced at one moment, not the deployments in flight. Its loops, and why 
   lapsed leases ends ``failed`` (``worker lost N times``) without running. This relies on task items being
   enqueued with ``max_attempts`` above ``max_lease_expiries`` (the broker itself fails an item whose lease
   expires on its last attempt, with ``lease expired N times``).
+- **Time comes from ``ports.clock``**: heartbeats, the fencing rule, the pauses after an unreachable database
+  and the shutdown wait read its ``monotonic()`` and wait with its ``sleep()``, so tests move them with a
+  manual clock instead of sleeping (only ``broker.wait`` counts real seconds, inside the broker).
 - **Graceful stop**: stop claiming (an item claimed after the stop is given back unstarted), let running
   handlers finish for up to ``shutdown_timeout_s`` (``force`` ends the wait), then cancel the rest and
   release them as started, which the broker treats as a lease expiry: another worker resumes them at once
@@ -29,9 +32,8 @@ Log lines carry ``task_id`` and ``kind`` (bound in the task's context); payloads
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -59,7 +61,7 @@ class _Running:
     work: "asyncio.Task[None] | None" = None  # the handler
     give_back: bool = False  # shutdown: release as started instead of failing
     lost: bool = False  # the lease is gone: report nothing
-    started_at: float = field(default_factory=time.monotonic)
+    started_at: float = 0.0  # the clock's monotonic() at the claim
 
 
 class WorkerRunner:
@@ -126,7 +128,7 @@ class WorkerRunner:
                 )
             except errors.Unavailable as exc:
                 log.warning("worker_claim_failed", owner=self.owner, error=exc.message)
-                await _first(stop.wait(), asyncio.sleep(self.unavailable_pause_s))
+                await _first(stop.wait(), self.ports.clock.sleep(self.unavailable_pause_s))
                 continue
             if stop.is_set():
                 for item in items:  # claimed while stopping: give back, not counted as an attempt
@@ -142,11 +144,11 @@ class WorkerRunner:
             await self.ports.broker.wait(queues=[TASKS_QUEUE], timeout_s=self.poll_s)
         except errors.Unavailable as exc:
             log.warning("worker_wait_failed", owner=self.owner, error=exc.message)
-            await asyncio.sleep(self.unavailable_pause_s)
+            await self.ports.clock.sleep(self.unavailable_pause_s)
 
     def _start(self, item: Item) -> None:
         lease = TaskLease(item=item, owner=self.owner, epoch=item.lease_epoch, broker=self.ports.broker)
-        state = _Running(lease=lease)
+        state = _Running(lease=lease, started_at=self.ports.clock.monotonic())
         self._running[item.id] = state
         # Owned by this runner: _drain awaits every one of them before run() returns.
         state.runner = asyncio.create_task(self._run_one(state), name=f"task-{item.id}")
@@ -157,9 +159,7 @@ class WorkerRunner:
             log.info(
                 "worker_draining", owner=self.owner, tasks=len(pending), timeout_s=self.shutdown_timeout_s
             )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.shutdown_timeout_s):
-                    await _first(asyncio.wait(pending), force.wait())
+            await _first(asyncio.wait(pending), force.wait(), self.ports.clock.sleep(self.shutdown_timeout_s))
         for state in list(self._running.values()):
             state.give_back = True
             if state.work is not None:
@@ -214,7 +214,7 @@ class WorkerRunner:
                 work.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await work
-        duration_s = round(time.monotonic() - state.started_at, 3)
+        duration_s = round(self.ports.clock.monotonic() - state.started_at, 3)
         if state.lost:
             log.warning("task_dropped", task_id=item.id, reason="lease lost", duration_s=duration_s)
         elif work.cancelled():  # shutdown: another worker resumes it from its stored state
@@ -238,7 +238,7 @@ class WorkerRunner:
                 return
             except errors.Unavailable as exc:
                 log.warning("task_activation_unavailable", task_id=lease.item.id, error=exc.message)
-                await asyncio.sleep(self.unavailable_pause_s)
+                await self.ports.clock.sleep(self.unavailable_pause_s)
 
     async def _check_finished(self, lease: TaskLease, duration_s: float) -> None:
         item = lease.item
@@ -258,13 +258,13 @@ class WorkerRunner:
 
     async def _heartbeat(self, state: _Running) -> None:
         """Renew the lease until cancelled; on loss, mark the task lost and cancel its handler."""
-        lease, broker = state.lease, self.ports.broker
+        lease, broker, clock = state.lease, self.ports.broker, self.ports.clock
         last_ok = state.started_at  # the claim gave a full lease at about this time
         fence_s = self.lease_s * FENCE_FRACTION
         while True:
-            left = last_ok + fence_s - time.monotonic()
-            await asyncio.sleep(max(0.0, min(self.heartbeat_s, left)))
-            sent = time.monotonic()
+            left = last_ok + fence_s - clock.monotonic()
+            await clock.sleep(max(0.0, min(self.heartbeat_s, left)))
+            sent = clock.monotonic()
             if sent - last_ok >= fence_s:
                 self._lose(state, "no heartbeat acknowledged within the lease")
                 return
@@ -279,7 +279,7 @@ class WorkerRunner:
                 return
             except errors.Unavailable as exc:
                 log.warning("task_heartbeat_failed", task_id=lease.item.id, error=exc.message)
-                await asyncio.sleep(min(self.heartbeat_s, self.unavailable_pause_s))
+                await clock.sleep(min(self.heartbeat_s, self.unavailable_pause_s))
 
     async def _finished_by_us(self, lease: TaskLease) -> bool:
         """Whether a refused renewal only means the handler already finished the item at our epoch."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.clocks import ManualClock
 from tests.integration import adapters
 
 from stackl import errors
@@ -26,23 +27,9 @@ START = datetime(2025, 5, 1, 10, 0, 0, tzinfo=UTC)
 Q = "tasks"
 
 
-class ManualClock(Clock):
-    """A clock that moves 1 ms on each read (so ids and times are ordered) and jumps when told."""
-
-    def __init__(self) -> None:
-        self.moment = START
-
-    def now(self) -> datetime:
-        self.moment += timedelta(milliseconds=1)
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return ManualClock(START)
 
 
 @pytest.fixture(params=adapters.KINDS)

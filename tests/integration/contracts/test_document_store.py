@@ -7,33 +7,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.clocks import ManualClock
 from tests.integration import adapters
 
 from stackl import errors
 from stackl.datastore import migrate
 from stackl.datastore.base import DocumentStore, ListQuery, Reference, Referrer
 from stackl.datastore.sql import SqlDocumentStore
-from stackl.domain.clock import Clock
 
 START = datetime(2025, 5, 1, 10, 15, 30, 123456, tzinfo=UTC)
 CONCURRENT_WRITERS = 20
 WRITE_ATTEMPTS = 200  # per writer; PostgreSQL writers may lose many races before winning one
 
 
-class StepClock(Clock):
-    """A clock that moves one second forward each time it is read."""
-
-    def __init__(self) -> None:
-        self.moment = START
-
-    def now(self) -> datetime:
-        self.moment += timedelta(seconds=1)
-        return self.moment
-
-
 @pytest.fixture
-def clock() -> StepClock:
-    return StepClock()
+def clock() -> ManualClock:
+    """A clock that moves one second forward each time it is read."""
+    return ManualClock(START, tick_s=1.0)
 
 
 @pytest.fixture(params=adapters.KINDS)
@@ -46,7 +36,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def store(kind: str, tmp_path: Path, clock: StepClock) -> AsyncIterator[DocumentStore]:
+async def store(kind: str, tmp_path: Path, clock: ManualClock) -> AsyncIterator[DocumentStore]:
     async with adapters.open_store(kind, tmp_path, clock=clock) as opened:
         yield opened
 
@@ -478,7 +468,7 @@ async def test_returned_bodies_are_copies(store: DocumentStore) -> None:
     assert got.body == {"tags": {"a": "1"}}
 
 
-async def test_timestamps_are_aware_utc_from_the_clock(store: DocumentStore, clock: StepClock) -> None:
+async def test_timestamps_are_aware_utc_from_the_clock(store: DocumentStore, clock: ManualClock) -> None:
     created = (await put(store, "zone", "z1", {"v": 1})).document
     updated = (await put(store, "zone", "z1", {"v": 2})).document
     async with store.transaction(readonly=True) as tx:

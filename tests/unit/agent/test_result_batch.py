@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.clocks import settle
 
 from stackl.agent.protocol import AgentProtocol, CallFailed
 from stackl.agent.runner import ResultBatcher
@@ -46,12 +47,14 @@ async def test_results_waiting_for_a_call_leave_together_and_get_their_own_answe
         batcher = ResultBatcher(protocol, give_up=lambda: False)
         server.gate.clear()  # the first call stays out while three more results arrive
         first = asyncio.create_task(batcher.send("J0", result()))
-        await asyncio.sleep(0.05)
+        await settle()
+        assert len(server.calls) == 1  # out, waiting for the gate
         rest = [
             asyncio.create_task(batcher.send(f"J{i}", result(status))) for i, status in ((1, 200), (2, 409))
         ]
         third = asyncio.create_task(batcher.send("J3", result()))
-        await asyncio.sleep(0.05)
+        await settle()
+        assert len(server.calls) == 1  # the three wait for the call that is out
         server.gate.set()
         assert await first == {"job_id": "J0", "attempt": 1, "status": 200, "accepted": True}
         assert (await rest[0])["accepted"] is True

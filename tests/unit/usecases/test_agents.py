@@ -3,10 +3,10 @@
 A manual clock moves leases and liveness forward without sleeping; claims use ``wait=0``.
 """
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.clocks import ManualClock
 from tests.unit.hiccups import HiccupBroker, HiccupStore
 
 from stackl import errors
@@ -14,25 +14,12 @@ from stackl.broker.base import ItemSpec
 from stackl.broker.memory import InMemoryBroker
 from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
-from stackl.domain.clock import Clock
 from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases import agents as cases
 from stackl.usecases.ports import Ports
 
 SECRET = "s3cr3t-value-42"
 NAME = "bru-agent"
-
-
-class ManualClock(Clock):
-    def __init__(self) -> None:
-        self.moment = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        self.moment += timedelta(milliseconds=1)
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -1,18 +1,17 @@
 """Create and delete of stack instances, and their tasks, on the in-memory ports (lifecycle.md §4, §5)."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from tests import factories
+from tests.clocks import ManualClock
 
 from stackl import errors
 from stackl.broker.base import Item
 from stackl.broker.memory import InMemoryBroker
 from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
-from stackl.domain.clock import Clock
 from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases import documents as document_cases
 from stackl.usecases import instances as cases
@@ -21,15 +20,6 @@ from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskLease
 
 SOURCE = {"subject": "alice", "via": "api"}
-
-
-class ManualClock(Clock):
-    def __init__(self) -> None:
-        self.moment = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        self.moment += timedelta(milliseconds=1)
-        return self.moment
 
 
 @pytest.fixture

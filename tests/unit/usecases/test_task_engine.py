@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from tests.clocks import ManualClock
 from tests.unit.usecases.test_instances import (
     SOURCE,
-    ManualClock,
     drive,
     fake_agent,
     instance,
@@ -124,7 +124,7 @@ async def test_a_task_whose_agent_never_answers_fails_at_its_deadline(ports: Por
     lease = await activate(ports)  # dispatched db; no agent ever claims it
     clock = ports.clock
     assert isinstance(clock, ManualClock)
-    clock.moment += timedelta(seconds=7201)
+    clock.advance(7201)
     await activate(ports)  # the timer woke it: the queued job is withdrawn, the task fails
     ended = await task(ports, lease.item.id)
     assert ended.state == "failed"

@@ -1,23 +1,25 @@
 """WorkerRunner on the in-memory store and broker: claim, heartbeat, run, finish, fail, release, drop.
 
-Leases are moved forward with a manual clock (the broker's time) where a test needs a lapsed lease; the
-runner's own rhythm (heartbeats, polling) uses short real intervals, so every test ends in well under a second.
+Everything runs on a manual clock (``tests/clocks.py``) with the real timings of lifecycle.md §5.6: a 30 s
+lease renewed every 10 s, fencing at 0.9 of a lease. ``await clock.elapse(s)`` plays those seconds out in
+order and ``await clock.settle()`` runs the loop until it is idle, so no test sleeps and each assertion
+names the exact moment it is about.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.clocks import ManualClock
 
 from stackl import errors
 from stackl.broker.base import Item, ItemSpec
 from stackl.broker.memory import InMemoryBroker
 from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
-from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.clock import Clock
 from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskHandler, TaskLease
@@ -27,33 +29,26 @@ from stackl.worker.runner import WorkerRunner
 OWNER = "worker@test:1"
 
 
-class ManualClock(Clock):
-    def __init__(self) -> None:
-        self.moment = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        self.moment += timedelta(milliseconds=1)
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
-
 class FlakyBroker(InMemoryBroker):
-    """The in-memory broker whose heartbeats fail with BrokerUnavailable while ``down`` is set."""
+    """The in-memory broker whose heartbeats fail: ``down`` → BrokerUnavailable, ``refuse`` → Conflict."""
 
     down = False
+    refuse = False
+    heartbeats = 0  # heartbeat calls received, answered or not
 
     async def heartbeat(self, item_id: str, *, owner: str, epoch: int, lease_s: float = 30.0) -> Item:
+        self.heartbeats += 1
         if self.down:
             raise errors.BrokerUnavailable("database unreachable")
+        if self.refuse:
+            raise errors.Conflict("the lease was superseded")
         return await super().heartbeat(item_id, owner=owner, epoch=epoch, lease_s=lease_s)
 
 
 def make_ports(clock: Clock, broker: InMemoryBroker | None = None) -> Ports:
     return Ports(
         store=InMemoryDocumentStore(clock=clock),
-        broker=broker or InMemoryBroker(clock, poll_interval_s=0.01),
+        broker=broker or FlakyBroker(clock, poll_interval_s=0.01),
         policies=StaticPolicyEngine(),
         agents=InMemoryAgentRegistry(),
         clock=clock,
@@ -70,10 +65,9 @@ def ports(clock: ManualClock) -> Ports:
     return make_ports(clock)
 
 
-async def eventually(predicate: Callable[[], Awaitable[bool]], *, timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await predicate():  # noqa: ASYNC110 - polls broker state, which has no event
-            await asyncio.sleep(0.01)
+def flaky(ports: Ports) -> FlakyBroker:
+    assert isinstance(ports.broker, FlakyBroker)
+    return ports.broker
 
 
 async def enqueue(ports: Ports, kind: str, *, max_attempts: int = 10, **payload: Any) -> str:
@@ -90,11 +84,13 @@ async def item(ports: Ports, item_id: str) -> Item:
 
 
 async def final(ports: Ports, *item_ids: str) -> list[Item]:
-    async def done() -> bool:
-        return all([(await item(ports, i)).final for i in item_ids])
-
-    await eventually(done)
-    return [await item(ports, i) for i in item_ids]
+    """The items once the loop is idle; each must have ended by then."""
+    clock = ports.clock
+    assert isinstance(clock, ManualClock)
+    await clock.settle()
+    items = [await item(ports, i) for i in item_ids]
+    assert all(i.final for i in items), [(i.id, i.state) for i in items]
+    return items
 
 
 class Blocker:
@@ -125,16 +121,21 @@ class Blocker:
 async def running(
     ports: Ports, handlers: dict[str, TaskHandler], **options: Any
 ) -> AsyncIterator[tuple[WorkerRunner, asyncio.Event, "asyncio.Task[None]"]]:
-    options = {"heartbeat_s": 0.02, "poll_s": 0.05, "shutdown_timeout_s": 0.1} | options
+    """A runner with the default timings on the ports' manual clock, started and settled."""
+    clock = ports.clock
+    assert isinstance(clock, ManualClock)
     runner = WorkerRunner(ports, handlers, owner=OWNER, **options)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
+    await clock.settle()
     try:
         yield runner, stop, task
     finally:
         stop.set()
         async with asyncio.timeout(5):
-            await task
+            while not task.done():  # a handler still blocked: the shutdown timeout runs out
+                await clock.elapse(1)
+        await task
 
 
 async def test_a_handler_runs_and_finishes_its_task(ports: Ports) -> None:
@@ -177,17 +178,34 @@ async def test_a_handler_that_returns_without_finishing_fails_the_task(ports: Po
     assert failed.error == "task handler for 'forgetful' returned without finishing the task"
 
 
-async def test_a_lost_lease_cancels_the_handler_at_once(ports: Ports, clock: ManualClock) -> None:
+async def test_a_refused_renewal_cancels_the_handler_at_once(ports: Ports, clock: ManualClock) -> None:
     blocker = Blocker()
     task_id = await enqueue(ports, "block")
-    async with running(ports, {"block": blocker}, lease_s=30.0) as (runner, _stop, _task):
-        await eventually(lambda: _true(blocker.started))
-        clock.advance(60)  # the lease lapses; another worker takes the task over
+    async with running(ports, {"block": blocker}) as (runner, _stop, _task):
+        assert blocker.started == [task_id]
+        flaky(ports).refuse = True  # e.g. the task was superseded by another worker
+        await clock.elapse(9.9)
+        assert (blocker.cancelled, flaky(ports).heartbeats) == ([], 0)
+        await clock.elapse(0.1)  # the first renewal, at 10 s, is refused
+        assert blocker.cancelled == [task_id]
+        assert runner.running == []
+    assert flaky(ports).heartbeats == 1
+
+
+async def test_a_worker_paused_past_its_lease_stops_its_handler_when_it_resumes(
+    ports: Ports, clock: ManualClock
+) -> None:
+    blocker = Blocker()
+    task_id = await enqueue(ports, "block")
+    async with running(ports, {"block": blocker}) as (runner, _stop, _task):
+        assert blocker.started == [task_id]
+        clock.advance(60)  # the process was frozen for a minute: the lease lapses, another worker takes over
         [stolen] = await ports.broker.claim(queues=[TASKS_QUEUE], owner="thief", lease_s=30)
-        await eventually(lambda: _true(blocker.cancelled))
-        await eventually(lambda: _true(not runner.running))
+        await clock.settle()  # resumed: the heartbeat sees 60 s without acknowledgement and fences at once
+        assert blocker.cancelled == [task_id]
+        assert runner.running == []
         current = await item(ports, task_id)
-    assert blocker.cancelled == [task_id]
+    assert flaky(ports).heartbeats == 0  # fenced without asking
     assert (current.state, current.lease_owner, current.lease_epoch) == (
         "running",
         "thief",
@@ -196,56 +214,72 @@ async def test_a_lost_lease_cancels_the_handler_at_once(ports: Ports, clock: Man
     assert stolen.lease_epoch == 2
 
 
-async def test_an_unreachable_database_stops_the_handler_before_the_lease_can_lapse() -> None:
-    broker = FlakyBroker(SystemClock(), poll_interval_s=0.01)
-    ports = make_ports(SystemClock(), broker)
+async def test_an_unreachable_database_stops_the_handler_before_the_lease_can_lapse(
+    ports: Ports, clock: ManualClock
+) -> None:
     blocker = Blocker()
     task_id = await enqueue(ports, "block")
-    async with running(ports, {"block": blocker}, lease_s=0.5, heartbeat_s=0.1) as (runner, _stop, _task):
-        await eventually(lambda: _true(blocker.started))
-        broker.down = True
-        await eventually(lambda: _true(blocker.cancelled))
+    async with running(ports, {"block": blocker}) as (runner, _stop, _task):
+        assert blocker.started == [task_id]
+        flaky(ports).down = True
+        await clock.elapse(26.9)  # renewals fail at 10 s and 21 s (each retried 1 s later, at 11 s and 22 s)
+        assert (blocker.cancelled, flaky(ports).heartbeats) == ([], 2)
+        await clock.elapse(0.1)  # 27 s = 0.9 of the 30 s lease without an acknowledged renewal: fenced
+        assert blocker.cancelled == [task_id]
         current = await item(ports, task_id)
         assert current.lease_until is not None
-        assert current.lease_until > SystemClock().now()  # stopped while the lease still held
-        broker.down = False
-        await eventually(lambda: _true(not runner.running))
+        assert current.lease_until > clock.now()  # stopped while the lease still held
+        flaky(ports).down = False
+        await clock.settle()
+        assert runner.running == []
 
 
-async def test_heartbeats_keep_a_long_task_leased() -> None:
-    ports = make_ports(SystemClock())
-
+async def test_heartbeats_keep_a_long_task_leased(ports: Ports, clock: ManualClock) -> None:
     async def slow(ports: Ports, lease: TaskLease) -> None:
-        await asyncio.sleep(0.6)  # twice the lease
+        await ports.clock.sleep(90)  # three leases
         await lease.complete({"slow": True})
 
     task_id = await enqueue(ports, "slow")
-    async with running(ports, {"slow": slow}, lease_s=0.3, heartbeat_s=0.05):
+    async with running(ports, {"slow": slow}):
+        await clock.elapse(89.9)
+        held = await item(ports, task_id)
+        assert held.state == "running"
+        assert held.lease_until is not None
+        assert held.lease_until > clock.now()
+        assert flaky(ports).heartbeats == 8  # every 10 s
+        await clock.elapse(0.1)
         [done] = await final(ports, task_id)
     assert (done.state, done.attempt, done.lease_expiries) == ("succeeded", 1, 0)
 
 
-async def test_graceful_stop_waits_for_running_handlers(ports: Ports) -> None:
+async def test_graceful_stop_waits_for_running_handlers(ports: Ports, clock: ManualClock) -> None:
     blocker = Blocker()
     task_id = await enqueue(ports, "block")
-    async with running(ports, {"block": blocker}, shutdown_timeout_s=5) as (_runner, stop, task):
-        await eventually(lambda: _true(blocker.started))
+    async with running(ports, {"block": blocker}) as (_runner, stop, task):
+        assert blocker.started == [task_id]
         stop.set()
-        await asyncio.sleep(0.05)
+        await clock.elapse(9.9)  # within the 10 s shutdown timeout
         assert not task.done()  # still waiting for the handler
         blocker.release.set()
-        await task
+        await clock.settle()
+        assert task.done()
+    assert blocker.cancelled == []
     assert (await item(ports, task_id)).state == "succeeded"
 
 
-async def test_graceful_stop_releases_a_running_task_for_another_worker(ports: Ports) -> None:
+async def test_graceful_stop_releases_a_running_task_for_another_worker(
+    ports: Ports, clock: ManualClock
+) -> None:
     blocker = Blocker()
     task_id = await enqueue(ports, "block")
     queued = await enqueue(ports, "block")
-    async with running(ports, {"block": blocker}, concurrency=1, shutdown_timeout_s=0.05) as (_r, stop, task):
-        await eventually(lambda: _true(blocker.started))
+    async with running(ports, {"block": blocker}, concurrency=1) as (_r, stop, task):
+        assert blocker.started == [task_id]
         stop.set()
-        await task
+        await clock.elapse(9.9)
+        assert not task.done()
+        await clock.elapse(0.1)  # the shutdown timeout is over: the handler is cancelled, the task released
+        assert task.done()
     released = await item(ports, task_id)
     assert blocker.cancelled == [task_id]
     assert (released.state, released.attempt, released.lease_expiries) == ("queued", 1, 1)
@@ -273,8 +307,7 @@ async def test_never_more_tasks_than_the_concurrency(ports: Ports) -> None:
     blocker = Blocker()
     ids = [await enqueue(ports, "block") for _ in range(6)]
     async with running(ports, {"block": blocker}, concurrency=2) as (runner, _stop, _task):
-        await eventually(lambda: _true(len(blocker.started) == 2))
-        await asyncio.sleep(0.1)
+        assert len(blocker.started) == 2
         assert len(runner.running) == 2
         assert await _states(ports, ids) == ["running"] * 2 + ["queued"] * 4
         blocker.release.set()
@@ -283,11 +316,13 @@ async def test_never_more_tasks_than_the_concurrency(ports: Ports) -> None:
     assert blocker.peak == 2
 
 
-async def test_noop_honours_sleep_s(ports: Ports) -> None:
-    task_id = await enqueue(ports, "noop", sleep_s=0.2)
+async def test_noop_honours_sleep_s(ports: Ports, clock: ManualClock) -> None:
+    task_id = await enqueue(ports, "noop", sleep_s=20)
     async with running(ports, {"noop": noop}) as (runner, _stop, _task):
-        await eventually(lambda: _true(runner.running))
+        assert runner.running == [task_id]
+        await clock.elapse(19.9)
         assert (await item(ports, task_id)).state == "running"
+        await clock.elapse(0.1)
         [done] = await final(ports, task_id)
     assert done.result == {"ok": True}
 
@@ -305,7 +340,9 @@ async def _states(ports: Ports, ids: Sequence[str]) -> list[str]:
     return [(await item(ports, i)).state for i in ids]
 
 
-async def test_an_activation_that_met_an_unreachable_database_runs_again(ports: Ports) -> None:
+async def test_an_activation_that_met_an_unreachable_database_runs_again(
+    ports: Ports, clock: ManualClock
+) -> None:
     calls: list[int] = []
 
     async def flaky(ports: Ports, lease: TaskLease) -> None:
@@ -315,7 +352,13 @@ async def test_an_activation_that_met_an_unreachable_database_runs_again(ports: 
         await lease.complete({"after": len(calls)})
 
     task_id = await enqueue(ports, "flaky")
-    async with running(ports, {"flaky": flaky}, unavailable_pause_s=0):
+    async with running(ports, {"flaky": flaky}):
+        assert calls == [1]
+        await clock.elapse(0.9)
+        assert calls == [1]
+        await clock.elapse(0.1)  # after the 1 s pause, the same lease runs it again
+        assert calls == [1, 1]
+        await clock.elapse(1)
         [done] = await final(ports, task_id)
     assert (done.state, done.result, done.attempt) == ("succeeded", {"after": 3}, 1)  # one claim, three runs
     assert calls == [1, 1, 1]
