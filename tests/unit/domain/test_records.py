@@ -20,7 +20,7 @@ def test_stack_instance_field_order() -> None:
         "name", "type", "category", "description", "stack_infrastructure_template",
         "stack_application_template", "instance_params", "service_params", "instance_secrets",
         "service_secrets", "instance_outputs", "services", "groups", "status", "stages", "deleted", "tags",
-        "placement", "extra_services", "steps", "posted_outputs", "rolling_back",
+        "placement", "extra_services", "steps", "posted_outputs", "rolling_back", "rollback_record",
     ]  # fmt: skip
 
 
