@@ -7,9 +7,10 @@ others to server A) every job. Requests alternate between the two servers, as be
 go to the other one while a server is down.
 
 The bench: instances per minute for 1 vs 2 workers, each run on a fresh database with the same load
-(``--instances`` instances of 1 service x 1 mock FR taking ``--step-s`` seconds; each worker runs
-``--concurrency`` tasks at once, so the workers, not the agents, bound the throughput). The baseline is the
-1-worker run of the same invocation; the ratio is what the second worker adds.
+(``--instances`` instances of 1 service x 1 mock FR taking ``--step-s`` seconds). A worker advances
+``--concurrency`` tasks at once, but a task waiting for its job holds no slot, so the workers bound only the
+dispatching and recording; with short steps that is what a second worker adds. The baseline is the 1-worker
+run of the same invocation; the ratio is what the second worker adds.
 
     python -m bench.cluster [--quick] [--instances N] [--step-s S] [--concurrency C]
     python -m bench.cluster --demo   # start a cluster, deploy a few instances, keep it up until Ctrl-C
