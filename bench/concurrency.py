@@ -17,13 +17,12 @@ measures:
 The baseline is D itself (the step's own duration) and the same run with N=10, in the same process: the
 statements per second at N=10 against those at N show whether waiting tasks cost the database anything.
 
-    python -m bench.concurrency [--instances 200] [--duration 20] [--sqlite-only]
+    python -m bench.concurrency [--instances 200] [--duration 20] [--sqlite-only] [--quick]
 """
 
 import argparse
 import asyncio
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench.harness import header, table
-from bench.servers import clean_env, databases, postgres_database, stackl_command, start_server, stop
+from bench.servers import databases, postgres_database, start_mock_agent, start_server, stop
 
 AGENT = "bench-agent"
 CLIENTS = 32
@@ -114,17 +113,7 @@ def run(database: str, count: int, duration_s: float) -> dict[str, float]:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         server, url = start_server(tmp / "server", url_db)
         stack.callback(stop, server)
-        agent = subprocess.Popen(
-            [
-                *stackl_command("agent", "agent", "--name", AGENT, "--server", url, "--executor", "mock"),
-                *["--max-jobs", str(min(count, 1024)), "--data-dir", str(tmp / "agent")],
-                *["--log-level", "warning"],
-            ],
-            env=clean_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        stack.callback(stop, agent)
+        stack.callback(stop, start_mock_agent(AGENT, url, tmp / "agent", max_jobs=min(count, 1024)))
         return asyncio.run(_run(url, count, duration_s))
 
 
@@ -133,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=200, help="instances created at once (N)")
     parser.add_argument("--duration", type=float, default=20.0, help="each instance's one step, seconds (D)")
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="20 instances of a 2 s step (the test suite)")
     args = parser.parse_args(argv)
-    count, duration_s = args.instances, args.duration
+    count, duration_s = (20, 2.0) if args.quick else (args.instances, args.duration)
     header(f"concurrency: {count} instances x one mock step of {duration_s:g} s, server defaults")
     rows: list[Sequence[object]] = []
     for database in databases(sqlite_only=args.sqlite_only):

@@ -19,7 +19,6 @@ divided by the baseline's: what the processes, the database and the agent protoc
 import argparse
 import asyncio
 import logging
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ import httpx
 import structlog
 
 from bench.harness import header, percentile, table
-from bench.servers import clean_env, databases, postgres_database, stackl_command, start_server, stop
+from bench.servers import databases, postgres_database, start_mock_agent, start_server, stop
 from stackl.broker.memory import InMemoryBroker
 from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
@@ -125,16 +124,7 @@ def run_processes(database: str, *, big: int, many: int) -> dict[str, Any]:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         server, url = start_server(tmp / "server", url_db)
         stack.callback(stop, server)
-        agent = subprocess.Popen(
-            [
-                *stackl_command("agent", "agent", "--name", AGENT, "--server", url, "--executor", "mock"),
-                *["--max-jobs", "16", "--data-dir", str(tmp / "agent"), "--log-level", "warning"],
-            ],
-            env=clean_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        stack.callback(stop, agent)
+        stack.callback(stop, start_mock_agent(AGENT, url, tmp / "agent", max_jobs=16))
         return asyncio.run(_through(url, big=big, many=many))
 
 

@@ -67,6 +67,13 @@ def start_server(
     raise SystemExit("server did not become ready")
 
 
+def start_mock_agent(name: str, url: str, data_dir: Path, *, max_jobs: int) -> subprocess.Popen[bytes]:
+    """Start `stackl agent --executor mock` named ``name`` against ``url`` (stop it with ``stop``)."""
+    args = stackl_command("agent", "agent", "--name", name, "--server", url, "--executor", "mock")
+    args += ["--max-jobs", str(max_jobs), "--data-dir", str(data_dir), "--log-level", "warning"]
+    return subprocess.Popen(args, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:

@@ -54,3 +54,11 @@ def test_dispatch_bench_quick_runs_and_prints_ratios() -> None:
     ):
         assert row in out, out
     assert "x baseline time" in out
+
+
+def test_concurrency_bench_quick_runs_and_prints_ratios() -> None:
+    out = run_bench("concurrency")
+    assert "sqlite: 20 x 2 s" in out, out
+    if os.environ.get("PGHOST"):
+        assert "postgresql: 20 x 2 s" in out, out
+    assert "ratio to D" in out
