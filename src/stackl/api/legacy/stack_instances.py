@@ -18,7 +18,7 @@ from stackl.api.responses import respond
 from stackl.schemas import legacy
 from stackl.usecases import documents as document_cases
 from stackl.usecases import instances as instance_cases
-from stackl.usecases import operations, task_queries, updates
+from stackl.usecases import instance_outputs, task_queries, updates
 from stackl.usecases.ports import Ports
 
 router = APIRouter(tags=["stack instances"])
@@ -119,5 +119,5 @@ async def add_outputs(
 ) -> Response:
     """Merge outputs into an instance and one replica (lifecycle.md §4.6); allowed while a task runs."""
     body = await bodies.read_document(request, limit=settings.server.max_body_bytes)
-    stored = await operations.add_outputs(ports, body, subject=subject)
+    stored = await instance_outputs.add_outputs(ports, body, subject=subject)
     return respond(request, legacy.to_legacy(stored.body), revision=stored.revision)
