@@ -18,7 +18,7 @@ from stackl.broker.base import ItemSpec
 from stackl.config import Settings
 from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.policy.static import StaticPolicyEngine
-from stackl.usecases import agents as cases
+from stackl.usecases import agents
 from stackl.usecases.ports import Ports
 
 NAME = "bru-agent"
@@ -55,7 +55,7 @@ def store_of(ports: Ports) -> HiccupStore:
 async def running_job(ports: Ports, api: httpx.AsyncClient) -> str:
     """A job claimed by the agent's instance, as the agent would have it."""
     spec = ItemSpec(
-        queue=cases.queue_of(NAME), kind="job", payload={"tool": "shell", "invocation": {}}, max_attempts=3
+        queue=agents.queue_of(NAME), kind="job", payload={"tool": "shell", "invocation": {}}, max_attempts=3
     )
     job_id = (await ports.broker.enqueue(spec)).id
     registered = await api.post(

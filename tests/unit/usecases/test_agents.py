@@ -15,7 +15,7 @@ from stackl.broker.memory import InMemoryBroker
 from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
 from stackl.policy.static import StaticPolicyEngine
-from stackl.usecases import agents as cases
+from stackl.usecases import agent_claims, agent_registry, agent_reports, agents
 from stackl.usecases.ports import Ports
 
 SECRET = "s3cr3t-value-42"
@@ -55,19 +55,19 @@ def payload(**extra: Any) -> dict[str, Any]:
 
 async def enqueue(ports: Ports, name: str = NAME, **extra: Any) -> str:
     item = await ports.broker.enqueue(
-        ItemSpec(queue=cases.queue_of(name), kind="job", payload=payload(**extra), max_attempts=3)
+        ItemSpec(queue=agents.queue_of(name), kind="job", payload=payload(**extra), max_attempts=3)
     )
     return item.id
 
 
 async def register(ports: Ports, instance_id: str = "I1", **extra: Any) -> dict[str, Any]:
-    return await cases.register(
-        ports, cases.Registration(name=NAME, instance_id=instance_id, tools={"shell": "sh"}, **extra)
+    return await agent_registry.register(
+        ports, agent_registry.Registration(name=NAME, instance_id=instance_id, tools={"shell": "sh"}, **extra)
     )
 
 
-def ready(attempt: int, **extra: Any) -> cases.JobResult:
-    return cases.JobResult(attempt=attempt, status="READY", exit_code=0, **extra)
+def ready(attempt: int, **extra: Any) -> agent_reports.JobResult:
+    return agent_reports.JobResult(attempt=attempt, status="READY", exit_code=0, **extra)
 
 
 async def test_register_answers_the_timings_and_is_idempotent(ports: Ports) -> None:
@@ -88,29 +88,34 @@ async def test_an_unsupported_protocol_is_a_conflict_with_reason(ports: Ports) -
 async def test_claim_start_events_result_completes_the_job(ports: Ports) -> None:
     job_id = await enqueue(ports)
     await register(ports)
-    jobs = await cases.claim(ports, NAME, instance_id="I1", wait=0, max_jobs=2)
+    jobs = await agent_claims.claim(ports, NAME, instance_id="I1", wait=0, max_jobs=2)
     assert [(j["job_id"], j["attempt"], j["lease_s"]) for j in jobs] == [(job_id, 1, 60)]
     assert jobs[0]["secrets"] == {"token": SECRET}  # the payload is the one place secrets leave
-    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
-    answer = await cases.events(
+    await agent_reports.start(ports, NAME, job_id, instance_id="I1", attempt=1)
+    answer = await agent_reports.events(
         ports,
         NAME,
         job_id,
         instance_id="I1",
         attempt=1,
-        lines=[cases.Event(seq=1, text=f"token is {SECRET}"), cases.Event(seq=2, text="done")],
+        lines=[
+            agent_reports.Event(seq=1, text=f"token is {SECRET}"),
+            agent_reports.Event(seq=2, text="done"),
+        ],
     )
     assert answer == {"stored_seq": 2, "stop_streaming": False, "cancel": None}
-    again = await cases.events(
-        ports, NAME, job_id, instance_id="I1", attempt=1, lines=[cases.Event(seq=2, text="done")]
+    again = await agent_reports.events(
+        ports, NAME, job_id, instance_id="I1", attempt=1, lines=[agent_reports.Event(seq=2, text="done")]
     )
     assert again["stored_seq"] == 2
     lines = await ports.agents.logs(job_id)
     assert [line.line for line in lines] == ["token is ********", "done"]
 
     outcome = ready(1, outputs={"url": f"http://x/{SECRET}"})
-    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=outcome) == {"accepted": True}
-    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=outcome) == {
+    assert await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=outcome) == {
+        "accepted": True
+    }
+    assert await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=outcome) == {
         "accepted": False,
         "reason": "duplicate",
     }
@@ -125,28 +130,30 @@ async def test_claim_is_empty_for_another_name_or_missing_tool(ports: Ports) -> 
     await enqueue(ports, tool="terraform")
     await enqueue(ports, name="other")
     await register(ports)
-    assert await cases.claim(ports, NAME, instance_id="I1", wait=0) == []
+    assert await agent_claims.claim(ports, NAME, instance_id="I1", wait=0) == []
     with pytest.raises(errors.AgentNotFound):
-        await cases.claim(ports, NAME, instance_id="unknown", wait=0)
+        await agent_claims.claim(ports, NAME, instance_id="unknown", wait=0)
 
 
 async def test_a_superseded_attempt_is_refused_with_its_reason(ports: Ports, clock: ManualClock) -> None:
     job_id = await enqueue(ports)
     await register(ports, "I1")
     await register(ports, "I2")
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_reports.start(ports, NAME, job_id, instance_id="I1", attempt=1)
     clock.advance(61)  # I1's lease lapses; I2 takes the next attempt
-    jobs = await cases.claim(ports, NAME, instance_id="I2", wait=0)
+    jobs = await agent_claims.claim(ports, NAME, instance_id="I2", wait=0)
     assert jobs[0]["attempt"] == 2
     with pytest.raises(errors.LeaseLost) as caught:
-        await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1))
+        await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1))
     assert caught.value.extra() == {"reason": "superseded"}
     with pytest.raises(errors.LeaseLost):
-        await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(2))
+        await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=ready(2))
     with pytest.raises(errors.JobNotFound):
-        await cases.result(ports, NAME, job_id, instance_id="I2", outcome=ready(3))
-    assert await cases.result(ports, NAME, job_id, instance_id="I2", outcome=ready(2)) == {"accepted": True}
+        await agent_reports.result(ports, NAME, job_id, instance_id="I2", outcome=ready(3))
+    assert await agent_reports.result(ports, NAME, job_id, instance_id="I2", outcome=ready(2)) == {
+        "accepted": True
+    }
 
 
 async def test_heartbeat_extends_leases_and_delivers_cancel_and_abandon(
@@ -154,21 +161,21 @@ async def test_heartbeat_extends_leases_and_delivers_cancel_and_abandon(
 ) -> None:
     job_id = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_reports.start(ports, NAME, job_id, instance_id="I1", attempt=1)
     for _ in range(3):
         clock.advance(40)
-        answer = await cases.heartbeat(
-            ports, NAME, instance_id="I1", free_slots=0, running=[cases.Running(job_id, 1)]
+        answer = await agent_registry.heartbeat(
+            ports, NAME, instance_id="I1", free_slots=0, running=[agent_registry.Running(job_id, 1)]
         )
         assert answer == {"cancel": [], "abandon": []}
     await ports.broker.cancel(job_id, by="alice")
-    answer = await cases.heartbeat(
-        ports, NAME, instance_id="I1", free_slots=0, running=[cases.Running(job_id, 1)]
+    answer = await agent_registry.heartbeat(
+        ports, NAME, instance_id="I1", free_slots=0, running=[agent_registry.Running(job_id, 1)]
     )
     assert answer["cancel"] == [{"job_id": job_id, "attempt": 1, "reason": "cancelled by alice"}]
-    answer = await cases.heartbeat(
-        ports, NAME, instance_id="I1", free_slots=0, running=[cases.Running("nope", 1)]
+    answer = await agent_registry.heartbeat(
+        ports, NAME, instance_id="I1", free_slots=0, running=[agent_registry.Running("nope", 1)]
     )
     assert answer["abandon"] == [{"job_id": "nope", "attempt": 1, "reason": "unknown job"}]
 
@@ -176,12 +183,12 @@ async def test_heartbeat_extends_leases_and_delivers_cancel_and_abandon(
 async def test_a_job_lost_in_transit_is_requeued_without_counting(ports: Ports, clock: ManualClock) -> None:
     job_id = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
     clock.advance(5)
-    await cases.heartbeat(ports, NAME, instance_id="I1", free_slots=1, running=[])
+    await agent_registry.heartbeat(ports, NAME, instance_id="I1", free_slots=1, running=[])
     assert (await ports.broker.get(job_id)).state == "running"  # type: ignore[union-attr]
     clock.advance(11)
-    await cases.heartbeat(ports, NAME, instance_id="I1", free_slots=1, running=[])
+    await agent_registry.heartbeat(ports, NAME, instance_id="I1", free_slots=1, running=[])
     item = await ports.broker.get(job_id)
     assert item is not None
     assert (item.state, item.lease_expiries, item.max_attempts) == ("queued", 0, 4)
@@ -190,27 +197,27 @@ async def test_a_job_lost_in_transit_is_requeued_without_counting(ports: Ports, 
 async def test_registering_with_the_previous_instance_requeues_its_jobs(ports: Ports) -> None:
     job_id = await enqueue(ports)
     await register(ports, "OLD")
-    await cases.claim(ports, NAME, instance_id="OLD", wait=0)
-    await cases.start(ports, NAME, job_id, instance_id="OLD", attempt=1)
+    await agent_claims.claim(ports, NAME, instance_id="OLD", wait=0)
+    await agent_reports.start(ports, NAME, job_id, instance_id="OLD", attempt=1)
     await register(ports, "NEW", previous_instance_id="OLD")
     item = await ports.broker.get(job_id)
     assert item is not None
     assert (item.state, item.lease_expiries) == ("queued", 1)
-    jobs = await cases.claim(ports, NAME, instance_id="NEW", wait=0)
+    jobs = await agent_claims.claim(ports, NAME, instance_id="NEW", wait=0)
     assert jobs[0]["attempt"] == 2
     with pytest.raises(errors.LeaseLost):
-        await cases.result(ports, NAME, job_id, instance_id="OLD", outcome=ready(1))
+        await agent_reports.result(ports, NAME, job_id, instance_id="OLD", outcome=ready(1))
 
 
 async def test_release_before_and_after_start(ports: Ports) -> None:
     first = await enqueue(ports)
     second = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0, max_jobs=2)
-    await cases.release(ports, NAME, first, instance_id="I1", attempt=1, started=False)
-    await cases.release(ports, NAME, first, instance_id="I1", attempt=1, started=False)  # idempotent
-    await cases.start(ports, NAME, second, instance_id="I1", attempt=1)
-    await cases.release(ports, NAME, second, instance_id="I1", attempt=1, started=True)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0, max_jobs=2)
+    await agent_reports.release(ports, NAME, first, instance_id="I1", attempt=1, started=False)
+    await agent_reports.release(ports, NAME, first, instance_id="I1", attempt=1, started=False)  # idempotent
+    await agent_reports.start(ports, NAME, second, instance_id="I1", attempt=1)
+    await agent_reports.release(ports, NAME, second, instance_id="I1", attempt=1, started=True)
     a, b = await ports.broker.get(first), await ports.broker.get(second)
     assert a is not None
     assert b is not None
@@ -220,9 +227,11 @@ async def test_release_before_and_after_start(ports: Ports) -> None:
 async def test_a_failed_tool_is_retried_while_retries_last(ports: Ports) -> None:
     job_id = await enqueue(ports, invocation={"command": "false", "retries": 1})
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    failed = cases.JobResult(attempt=1, status="FAILED", exit_code=1, error_message=f"exit 1\n{SECRET}")
-    await cases.result(ports, NAME, job_id, instance_id="I1", outcome=failed)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    failed = agent_reports.JobResult(
+        attempt=1, status="FAILED", exit_code=1, error_message=f"exit 1\n{SECRET}"
+    )
+    await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=failed)
     item = await ports.broker.get(job_id)
     assert item is not None
     assert item.state == "queued"
@@ -233,19 +242,19 @@ async def test_a_failed_tool_is_retried_while_retries_last(ports: Ports) -> None
 async def test_events_over_the_batch_limit_are_refused(ports: Ports) -> None:
     job_id = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    big = [cases.Event(seq=n, text="x" * 16000) for n in range(20)]
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    big = [agent_reports.Event(seq=n, text="x" * 16000) for n in range(20)]
     with pytest.raises(errors.PayloadTooLarge):
-        await cases.events(ports, NAME, job_id, instance_id="I1", attempt=1, lines=big)
+        await agent_reports.events(ports, NAME, job_id, instance_id="I1", attempt=1, lines=big)
 
 
 async def test_agent_list_states(ports: Ports, clock: ManualClock) -> None:
     await enqueue(ports, name="ghost")
     job_id = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
-    listed = {a["name"]: a for a in await cases.list_agents(ports)}
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_reports.start(ports, NAME, job_id, instance_id="I1", attempt=1)
+    listed = {a["name"]: a for a in await agent_registry.list_agents(ports)}
     assert listed["ghost"]["state"] == "never_seen"
     assert listed["ghost"]["queued_jobs"] == 1
     mine = listed[NAME]
@@ -253,33 +262,35 @@ async def test_agent_list_states(ports: Ports, clock: ManualClock) -> None:
     assert mine["running_jobs"][0]["step"] == "web/0/nginx"
     assert mine["instances"][0]["tools"] == {"shell": "sh"}
     clock.advance(31)
-    assert (await cases.get_agent(ports, NAME))["state"] == "offline"
-    await cases.delete_agent(ports, NAME)
+    assert (await agent_registry.get_agent(ports, NAME))["state"] == "offline"
+    await agent_registry.delete_agent(ports, NAME)
     with pytest.raises(errors.AgentNotFound):
-        await cases.delete_agent(ports, NAME)
-    assert SECRET not in repr(await cases.list_agents(ports))
+        await agent_registry.delete_agent(ports, NAME)
+    assert SECRET not in repr(await agent_registry.list_agents(ports))
 
 
 async def test_deregister_makes_the_agent_offline_at_once(ports: Ports) -> None:
     await register(ports)
-    await cases.deregister(ports, NAME, instance_id="I1")
-    assert (await cases.get_agent(ports, NAME))["state"] == "offline"
+    await agent_registry.deregister(ports, NAME, instance_id="I1")
+    assert (await agent_registry.get_agent(ports, NAME))["state"] == "offline"
 
 
 async def test_a_result_may_carry_the_start_and_the_last_events(ports: Ports) -> None:
     job_id = await enqueue(ports)
     await register(ports)
     assert "result_with_events" in (await register(ports))["features"]
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    lines = [cases.Event(seq=1, text=f"token is {SECRET}"), cases.Event(seq=2, text="done")]
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    lines = [agent_reports.Event(seq=1, text=f"token is {SECRET}"), agent_reports.Event(seq=2, text="done")]
     outcome = ready(1, start=True, events=lines)
-    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=outcome) == {"accepted": True}
+    assert await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=outcome) == {
+        "accepted": True
+    }
     record = await ports.agents.get_attempt(job_id, 1)
     assert record is not None
     assert record.started_at is not None
     assert record.result is not None
     assert [line.line for line in await ports.agents.logs(job_id)] == ["token is ********", "done"]
-    again = await cases.result(ports, NAME, job_id, instance_id="I1", outcome=outcome)
+    again = await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=outcome)
     assert again == {"accepted": False, "reason": "duplicate"}
     item = await ports.broker.get(job_id)
     assert item is not None
@@ -289,8 +300,10 @@ async def test_a_result_may_carry_the_start_and_the_last_events(ports: Ports) ->
 async def test_events_may_carry_the_start(ports: Ports) -> None:
     job_id = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    answer = await cases.events(ports, NAME, job_id, instance_id="I1", attempt=1, lines=[], start=True)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    answer = await agent_reports.events(
+        ports, NAME, job_id, instance_id="I1", attempt=1, lines=[], start=True
+    )
     assert answer["stored_seq"] == 0
     record = await ports.agents.get_attempt(job_id, 1)
     assert record is not None
@@ -313,21 +326,23 @@ async def test_an_unreachable_broker_fails_the_heartbeat_and_abandons_nothing(
     ports, _, broker = hiccup
     job_id = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
-    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
-    running = [cases.Running(job_id, 1)]
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_reports.start(ports, NAME, job_id, instance_id="I1", attempt=1)
+    running = [agent_registry.Running(job_id, 1)]
     for down in ("heartbeat", "get"):  # the lease renewal itself, or reading the job first
         broker.down = {down}
         with pytest.raises(errors.BrokerUnavailable):
-            await cases.heartbeat(ports, NAME, instance_id="I1", free_slots=0, running=running)
+            await agent_registry.heartbeat(ports, NAME, instance_id="I1", free_slots=0, running=running)
     broker.down = set()
     clock.advance(40)  # the next heartbeat, well within the 60 s lease: the job is still this instance's
-    answer = await cases.heartbeat(ports, NAME, instance_id="I1", free_slots=0, running=running)
+    answer = await agent_registry.heartbeat(ports, NAME, instance_id="I1", free_slots=0, running=running)
     assert answer == {"cancel": [], "abandon": []}
     item = await ports.broker.get(job_id)
     assert item is not None
     assert (item.state, item.attempt, item.lease_owner) == ("running", 1, "I1")
-    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1)) == {"accepted": True}
+    assert await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1)) == {
+        "accepted": True
+    }
 
 
 async def test_a_lost_lease_is_still_abandoned_with_its_reason(
@@ -337,15 +352,15 @@ async def test_a_lost_lease_is_still_abandoned_with_its_reason(
     job_id = await enqueue(ports)
     await register(ports)
     await register(ports, "I2")
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
     clock.advance(61)  # I1's lease lapses; I2 takes attempt 2
-    await cases.claim(ports, NAME, instance_id="I2", wait=0)
-    answer = await cases.heartbeat(
+    await agent_claims.claim(ports, NAME, instance_id="I2", wait=0)
+    answer = await agent_registry.heartbeat(
         ports,
         NAME,
         instance_id="I1",
         free_slots=0,
-        running=[cases.Running(job_id, 1), cases.Running(job_id, 3)],
+        running=[agent_registry.Running(job_id, 1), agent_registry.Running(job_id, 3)],
     )
     assert answer["abandon"] == [
         {"job_id": job_id, "attempt": 1, "reason": "superseded"},
@@ -359,21 +374,21 @@ async def test_a_result_during_a_store_hiccup_is_unavailable_and_accepted_once_r
     ports, store, broker = hiccup
     job_id = await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
     store.down = True
     with pytest.raises(errors.StoreUnavailable):
-        await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
+        await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
     store.down, broker.down = False, {"complete"}
     with pytest.raises(errors.BrokerUnavailable):
-        await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
+        await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
     record = await ports.agents.get_attempt(job_id, 1)
     assert record is not None
     assert record.result is None  # nothing of the refused calls stayed
     broker.down = set()
-    assert await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True)) == {
-        "accepted": True
-    }
-    again = await cases.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
+    assert await agent_reports.result(
+        ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True)
+    ) == {"accepted": True}
+    again = await agent_reports.result(ports, NAME, job_id, instance_id="I1", outcome=ready(1, start=True))
     assert again == {"accepted": False, "reason": "duplicate"}
     item = await ports.broker.get(job_id)
     assert item is not None
@@ -387,13 +402,15 @@ async def test_start_events_release_and_claim_during_a_hiccup_are_unavailable(
     job_id = await enqueue(ports)
     await enqueue(ports)
     await register(ports)
-    await cases.claim(ports, NAME, instance_id="I1", wait=0)
+    await agent_claims.claim(ports, NAME, instance_id="I1", wait=0)
     broker.down = {"*"}
     calls = [
-        cases.start(ports, NAME, job_id, instance_id="I1", attempt=1),
-        cases.events(ports, NAME, job_id, instance_id="I1", attempt=1, lines=[cases.Event(seq=1, text="x")]),
-        cases.release(ports, NAME, job_id, instance_id="I1", attempt=1, started=False),
-        cases.claim(ports, NAME, instance_id="I1", wait=0),
+        agent_reports.start(ports, NAME, job_id, instance_id="I1", attempt=1),
+        agent_reports.events(
+            ports, NAME, job_id, instance_id="I1", attempt=1, lines=[agent_reports.Event(seq=1, text="x")]
+        ),
+        agent_reports.release(ports, NAME, job_id, instance_id="I1", attempt=1, started=False),
+        agent_claims.claim(ports, NAME, instance_id="I1", wait=0),
     ]
     for call in calls:
         with pytest.raises(errors.BrokerUnavailable):
@@ -402,7 +419,7 @@ async def test_start_events_release_and_claim_during_a_hiccup_are_unavailable(
     item = await ports.broker.get(job_id)
     assert item is not None
     assert (item.state, item.attempt, item.lease_owner) == ("running", 1, "I1")  # still this instance's
-    await cases.start(ports, NAME, job_id, instance_id="I1", attempt=1)
+    await agent_reports.start(ports, NAME, job_id, instance_id="I1", attempt=1)
     record = await ports.agents.get_attempt(job_id, 1)
     assert record is not None
     assert record.started_at is not None

@@ -1,7 +1,8 @@
 """The agent protocol and the agent list (api.md §B.4; agents.md §1-4).
 
-Routes translate the wire bodies of ``schemas.agents`` into the use cases of ``usecases.agents`` and back;
-fencing, leases and masking live there. Tokens are a later issue: every call is accepted for now.
+Routes translate the wire bodies of ``schemas.agents`` into the use cases of ``usecases.agent_registry``,
+``usecases.agent_claims`` and ``usecases.agent_reports`` and back; fencing, leases and masking live there.
+Tokens are a later issue: every call is accepted for now.
 """
 
 from typing import Any
@@ -23,7 +24,7 @@ from stackl.schemas.agents import (
     ResultBody,
     ResultsBody,
 )
-from stackl.usecases import agents as cases
+from stackl.usecases import agent_claims, agent_registry, agent_reports
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -31,7 +32,7 @@ router = APIRouter(prefix="/agents", tags=["agents"])
 @router.post("/register")
 async def register_agent(body: RegisterBody, ports: PortsDep) -> dict[str, Any]:
     """Announce an agent instance; answers the timings and limits it must use."""
-    registration = cases.Registration(
+    registration = agent_registry.Registration(
         name=body.name,
         instance_id=body.instance_id,
         previous_instance_id=body.previous_instance_id,
@@ -43,14 +44,16 @@ async def register_agent(body: RegisterBody, ports: PortsDep) -> dict[str, Any]:
         labels=body.labels,
         max_jobs=body.max_jobs,
     )
-    return await cases.register(ports, registration)
+    return await agent_registry.register(ports, registration)
 
 
 @router.post("/{name}/heartbeat")
 async def agent_heartbeat(name: str, body: HeartbeatBody, ports: PortsDep) -> dict[str, Any]:
     """Liveness and lease renewal; answers the jobs to cancel and to abandon."""
-    running = [cases.Running(job_id=j.job_id, attempt=j.attempt, phase=j.phase) for j in body.running]
-    return await cases.heartbeat(
+    running = [
+        agent_registry.Running(job_id=j.job_id, attempt=j.attempt, phase=j.phase) for j in body.running
+    ]
+    return await agent_registry.heartbeat(
         ports, name, instance_id=body.instance_id, free_slots=body.free_slots, running=running
     )
 
@@ -60,7 +63,7 @@ async def claim_jobs(
     name: str, body: ClaimBody, ports: PortsDep, request: Request
 ) -> dict[str, Any] | Response:
     """Long-poll for jobs: 200 with their payloads, or 204 when none arrived within ``wait``."""
-    jobs = await cases.claim(
+    jobs = await agent_claims.claim(
         ports,
         name,
         instance_id=body.instance_id,
@@ -76,14 +79,14 @@ async def claim_jobs(
 @router.post("/{name}/jobs/{job_id}/start")
 async def start_job(name: str, job_id: str, body: AttemptBody, ports: PortsDep) -> dict[str, Any]:
     """The tool is about to run."""
-    await cases.start(ports, name, job_id, instance_id=body.instance_id, attempt=body.attempt)
+    await agent_reports.start(ports, name, job_id, instance_id=body.instance_id, attempt=body.attempt)
     return {}
 
 
 @router.post("/{name}/jobs/{job_id}/events")
 async def post_job_events(name: str, job_id: str, body: EventsBody, ports: PortsDep) -> dict[str, Any]:
     """A batch of log lines; answers the highest stored seq, whether to stop streaming, and a cancel."""
-    return await cases.events(
+    return await agent_reports.events(
         ports,
         name,
         job_id,
@@ -94,14 +97,16 @@ async def post_job_events(name: str, job_id: str, body: EventsBody, ports: Ports
     )
 
 
-def _lines(events: list[EventItem]) -> list[cases.Event]:
-    return [cases.Event(seq=e.seq, text=e.text, stream=e.stream, ts=e.ts) for e in events]
+def _lines(events: list[EventItem]) -> list[agent_reports.Event]:
+    return [agent_reports.Event(seq=e.seq, text=e.text, stream=e.stream, ts=e.ts) for e in events]
 
 
 @router.post("/{name}/jobs/{job_id}/result")
 async def post_job_result(name: str, job_id: str, body: ResultBody, ports: PortsDep) -> dict[str, Any]:
     """The final status of an attempt: the first result wins, a repeat is answered as a duplicate."""
-    return await cases.result(ports, name, job_id, instance_id=body.instance_id, outcome=_outcome(body))
+    return await agent_reports.result(
+        ports, name, job_id, instance_id=body.instance_id, outcome=_outcome(body)
+    )
 
 
 # Named like the single call: the same operation for the access check and the audit (an agent reports).
@@ -112,7 +117,7 @@ async def post_job_results(name: str, body: ResultsBody, ports: PortsDep) -> dic
     for entry in body.results:
         head = {"job_id": entry.job_id, "attempt": entry.attempt}
         try:
-            answer = await cases.result(
+            answer = await agent_reports.result(
                 ports, name, entry.job_id, instance_id=entry.instance_id, outcome=_outcome(entry)
             )
         except errors.StacklError as exc:
@@ -125,8 +130,8 @@ async def post_job_results(name: str, body: ResultsBody, ports: PortsDep) -> dic
     return {"results": answers}
 
 
-def _outcome(body: ResultBody) -> cases.JobResult:
-    return cases.JobResult(
+def _outcome(body: ResultBody) -> agent_reports.JobResult:
+    return agent_reports.JobResult(
         attempt=body.attempt,
         status=body.status,
         exit_code=body.exit_code,
@@ -146,7 +151,7 @@ def _outcome(body: ResultBody) -> cases.JobResult:
 @router.post("/{name}/jobs/{job_id}/release")
 async def release_job(name: str, job_id: str, body: ReleaseBody, ports: PortsDep) -> dict[str, Any]:
     """Give a job back (shutdown); started ones count as a lease expiry."""
-    await cases.release(
+    await agent_reports.release(
         ports, name, job_id, instance_id=body.instance_id, attempt=body.attempt, started=body.started
     )
     return {}
@@ -155,24 +160,24 @@ async def release_job(name: str, job_id: str, body: ReleaseBody, ports: PortsDep
 @router.post("/{name}/deregister", status_code=204)
 async def deregister_agent(name: str, body: DeregisterBody, ports: PortsDep) -> Response:
     """The instance is going away: offline at once."""
-    await cases.deregister(ports, name, instance_id=body.instance_id)
+    await agent_registry.deregister(ports, name, instance_id=body.instance_id)
     return Response(status_code=204)
 
 
 @router.get("")
 async def list_agents(ports: PortsDep) -> dict[str, Any]:
     """Every agent with its state, instances and running jobs."""
-    return {"items": await cases.list_agents(ports), "next_cursor": None}
+    return {"items": await agent_registry.list_agents(ports), "next_cursor": None}
 
 
 @router.get("/{name}")
 async def get_agent(name: str, ports: PortsDep) -> dict[str, Any]:
     """One agent."""
-    return await cases.get_agent(ports, name)
+    return await agent_registry.get_agent(ports, name)
 
 
 @router.delete("/{name}", status_code=204)
 async def delete_agent(name: str, ports: PortsDep) -> Response:
     """Forget an agent's instances; its queued jobs stay queued."""
-    await cases.delete_agent(ports, name)
+    await agent_registry.delete_agent(ports, name)
     return Response(status_code=204)

@@ -15,9 +15,8 @@ from stackl import errors
 from stackl.api.deps import PortsDep
 from stackl.api.ui import documents, instances, plan
 from stackl.api.ui.common import PREFIX, UIRoute, aggregate_status, render, ui_access
-from stackl.usecases import agents as agent_cases
+from stackl.usecases import agent_registry, task_queries
 from stackl.usecases import documents as document_cases
-from stackl.usecases import task_queries
 
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # The static files are read once, at import: a fixed set of names, so no path ever reaches the file system.
@@ -71,7 +70,7 @@ async def _dashboard(ports: PortsDep) -> dict[str, object]:
                 "updated_at": doc.updated_at,
             }
         )
-    agents = await agent_cases.list_agents(ports)
+    agents = await agent_registry.list_agents(ports)
     return {
         "instances": summaries,
         "tasks": await task_queries.list_tasks(ports, limit=10),
