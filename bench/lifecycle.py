@@ -37,7 +37,7 @@ from stackl.datastore.memory import InMemoryDocumentStore
 from stackl.domain.clock import SystemClock
 from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases import documents as document_cases
-from stackl.usecases import instances, operations
+from stackl.usecases import instance_create, operations
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskLease
 
@@ -164,7 +164,7 @@ async def _baseline(*, big: int, many: int) -> dict[str, Any]:
 
     async def deploy(name: str, sat: str) -> float:
         start = time.perf_counter()
-        started = await instances.create(ports, create_body(name, sat), subject="bench", source={})
+        started = await instance_create.create(ports, create_body(name, sat), subject="bench", source={})
         while True:
             item = await ports.broker.get(str(started.task_id))
             if item is not None and item.final:

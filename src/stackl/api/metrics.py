@@ -4,7 +4,7 @@ Three sources:
 
 - ``MetricsMiddleware`` counts and times every request by method, route template and status;
 - ``instrument(ports)`` wraps the policy engine (evaluation counts, durations, errors) and times every
-  placement (``usecases.instances.plan_sync``, which creates, updates, plans and drift checks all call);
+  placement (``usecases.instance_placement.plan_sync``, which creates, updates, plans and drift checks all call);
 - at scrape time, the durable state every server shares: tasks and jobs by state, queue depth and the age of
   the oldest ready item, agents online/offline, documents by type, and this process's event-stream followers.
 

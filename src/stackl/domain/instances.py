@@ -2,7 +2,9 @@
 
 STACKL 0.5 defaulted a missing instance name to ``default_test_instance`` and the templates to ``stackl`` /
 ``web``, so an empty body created a demo instance; here those fields are required and every field is checked
-with the same building blocks as the documents, so a 422 names the field at fault (``replicas.web``).
+with the same building blocks as the documents, so a 422 names the field at fault (``replicas.web``). The
+request's checks against the documents it names (aliases of the SAT, the order missing references are listed
+in) live here too, as pure functions the resolving use case calls.
 """
 
 from typing import Any, Literal
@@ -74,3 +76,50 @@ def parse_request(body: object, *, operation: Operation | None = None, plan: boo
         parts = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in problems]
         raise errors.InvalidDocument(f"{len(problems)} error(s): {'; '.join(parts)}", errors=problems)
     return request
+
+
+def alias_problems(
+    request: InstanceRequest, sat_aliases: list[str]
+) -> tuple[list[str], list[errors.ErrorItem]]:
+    """Aliases in order (SAT, then extras) and the request fields naming unknown or clashing aliases."""
+    problems: list[errors.ErrorItem] = []
+    aliases = list(sat_aliases)
+    for index, extra in enumerate(request.services or []):
+        if extra.name in aliases:
+            problems.append(
+                {
+                    "loc": ["body", "services", index, "name"],
+                    "msg": f"alias {extra.name!r} is already a service of the stack application template",
+                    "type": "duplicate",
+                }
+            )
+        else:
+            aliases.append(extra.name)
+    for field_name in ("service_params", "service_secrets", "replicas"):
+        for alias in getattr(request, field_name):
+            if alias not in aliases:
+                problems.append(
+                    {
+                        "loc": ["body", field_name, alias],
+                        "msg": f"unknown service alias {alias!r}",
+                        "type": "alias",
+                    }
+                )
+    return aliases, problems
+
+
+REFERENCE_ORDER = (  # the order of a MissingReferences list, then by name
+    "stack_infrastructure_template",
+    "stack_application_template",
+    "service",
+    "functional_requirement",
+    "environment",
+    "location",
+    "zone",
+    "policy_template",
+)
+
+
+def reference_order(key: tuple[str, str]) -> tuple[int, str]:
+    """Sort key of a missing (type, name) reference: `REFERENCE_ORDER`, unknown types last."""
+    return (REFERENCE_ORDER.index(key[0]) if key[0] in REFERENCE_ORDER else 99, key[1])

@@ -1,16 +1,16 @@
 """``POST /stack_instances/plan``: which operation a request is, and that operation's plan, written nowhere.
 
-Each operation plans itself (``instances.plan_create``, ``instances.plan_delete``, ``updates.plan_update``);
-this module only decides which one answers. It sits above both operation modules because an update builds on
-the create's placement and step helpers (``updates`` imports ``instances``): were this dispatch in
-``instances``, the two would import each other.
+Each operation plans itself (``instance_placement.plan_create``, ``instance_delete.plan_delete``,
+``updates.plan_update``); this module only decides which one answers. It sits above the operation modules
+because an update builds on the create's placement and step helpers (``updates`` imports
+``instance_placement``): were this dispatch beside them, they would import each other.
 """
 
 from typing import Any
 
 from stackl import errors
 from stackl.domain.instances import parse_request
-from stackl.usecases import instances, updates
+from stackl.usecases import instance_delete, instance_placement, updates
 from stackl.usecases.ports import Ports
 
 
@@ -35,8 +35,8 @@ async def plan(ports: Ports, body: object) -> dict[str, Any]:
         if existing is None:
             raise errors.InstanceNotFound(f"Stack instance {request.stack_instance_name} not found")
         if operation == "delete":
-            return await instances.plan_delete(ports, existing)
+            return await instance_delete.plan_delete(ports, existing)
         return await updates.plan_update(ports, body)
     if existing is not None:
         raise errors.InstanceExists()
-    return await instances.plan_create(ports, body)
+    return await instance_placement.plan_create(ports, body)

@@ -21,13 +21,12 @@ from typing import Any
 from stackl import errors
 from stackl.broker import base as broker_base
 from stackl.datastore.base import StoredDocument, Transaction
-from stackl.domain import documents, parameters, steps
+from stackl.domain import documents, parameters, step_plans, steps
 from stackl.domain.configs import Stage
 from stackl.domain.ids import ulid
 from stackl.domain.instances import InstanceRequest, parse_request
 from stackl.usecases import documents as document_cases
-from stackl.usecases import hosting
-from stackl.usecases import instances as base
+from stackl.usecases import hosting, instance_placement, instance_requests, instances
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE
 
@@ -136,14 +135,14 @@ async def prepare(
     async with ports.store.transaction(readonly=True) as tx:
         sat = await tx.get(doc_type="stack_application_template", name=sat_name)
     merged = merged_request(source, request, _sat_aliases(sat))
-    ctx = await base.resolve(ports, merged)
+    ctx = await instance_requests.resolve(ports, merged)
     old_services: dict[str, list[dict[str, Any]]] = old.get("services", {})
     pinned: dict[str, list[dict[str, Any]]] = source.get("services", {})
     existing = {a: [str(r["infrastructure_target"]) for r in pinned[a]] for a in ctx.aliases if a in pinned}
     stages = list(merged.stages) or [Stage.model_validate(s) for s in ctx.sat.body.get("stages", [])]
-    evaluated_at = base.rfc3339_now(ports)
+    evaluated_at = instance_placement.rfc3339_now(ports)
     planned = await asyncio.to_thread(
-        base.plan_sync, ports, ctx, evaluated_at=evaluated_at, existing=existing, stages=stages
+        instance_placement.plan_sync, ports, ctx, evaluated_at=evaluated_at, existing=existing, stages=stages
     )
     answer = planned.answer
     answer["operation"] = "update" if desired is None else "restore"
@@ -187,7 +186,7 @@ async def prepare(
         services[alias] = []
         previous = old_services.get(alias, [])
         for index, target in enumerate(planned.placed.targets.get(alias, [])):
-            replica, params = base.replica_body(ctx, planned, alias, index, target)
+            replica, params = instance_placement.replica_body(ctx, planned, alias, index, target)
             prior = previous[index] if index < len(previous) else None
             if prior is not None:
                 replica["outputs"] = dict(prior.get("outputs") or {})
@@ -219,13 +218,13 @@ async def prepare(
             apply_ids.add(planned_step.id)
             if planned_step.id in entries:
                 planned_step = dataclasses.replace(planned_step, action="update")
-            step_records.append(base.step_record(ctx, planned, planned_step, services))
+            step_records.append(instance_placement.step_record(ctx, planned, planned_step, services))
         apply_groups.append({"stage": planned_group.stage, "steps": step_records})
     removal_body = {**old, "status": [e for i, e in entries.items() if i not in apply_ids]}
     removal_frs = sorted({str(e["functional_requirement"]) for e in removal_body["status"]})
     async with ports.store.transaction(readonly=True) as tx:
         found = await tx.get_many(keys=[("functional_requirement", fr) for fr in removal_frs])
-    removal_groups = base.delete_groups(removal_body, {k[1]: d.body for k, d in found.items()})
+    removal_groups = step_plans.delete_groups(removal_body, {k[1]: d.body for k, d in found.items()})
     groups = removal_groups + apply_groups
 
     body: dict[str, Any] = {
@@ -280,12 +279,12 @@ async def prepare(
         for step in group["steps"]:
             entry = copy.deepcopy(entries.get(step["id"]))
             if entry is None:
-                status.append(base.status_entry(step, task_id))
+                status.append(step_plans.status_entry(step, task_id))
                 continue
             if step["decision"] == "unchanged":
                 status.append(entry)
                 continue
-            fresh = base.status_entry(step, task_id)
+            fresh = step_plans.status_entry(step, task_id)
             entry.update(
                 status=fresh["status"],
                 error_message=fresh["error_message"],
@@ -298,7 +297,7 @@ async def prepare(
         "stack_instance": name,
         "timeout_s": ports.task_timeout_s,
         "options": {
-            "rollback": base.wants_rollback(ports, merged),
+            "rollback": instances.wants_rollback(ports, merged),
             "force": False,
             "force_rerun": merged.force_rerun,
         },
@@ -334,7 +333,7 @@ async def update(
     subject: str,
     source: Mapping[str, Any],
     if_revision: int | None = None,
-) -> base.Started:
+) -> instances.Started:
     """``PUT /stack_instances``: the merged instance revision and its ``update`` task, in one transaction.
 
     Raises:
@@ -364,7 +363,7 @@ async def update(
         queue=TASKS_QUEUE,
         kind="document_update" if prepared.document_only else "update",
         payload=payload,
-        unique_key=base.unique_key(name),
+        unique_key=instances.unique_key(name),
         id=task_id,
     )
 
@@ -381,8 +380,8 @@ async def update(
         )
         return result.document.revision
 
-    revision = await base.start(ports, name, spec, write)
-    return base.Started(body=UPDATING, task_id=task_id, revision=revision)
+    revision = await instances.start(ports, name, spec, write)
+    return instances.Started(body=UPDATING, task_id=task_id, revision=revision)
 
 
 async def plan_update(ports: Ports, body: object) -> dict[str, Any]:
@@ -410,7 +409,7 @@ async def restore(
     subject: str,
     source: Mapping[str, Any],
     restored_from: int | None,
-) -> base.Started:
+) -> instances.Started:
     """Restore a stack instance to an earlier revision or snapshot body, and converge to it (§4.8).
 
     The desired state is written as a new revision (``action: restore``) with a ``restore`` task that deletes
@@ -436,7 +435,7 @@ async def restore(
         queue=TASKS_QUEUE,
         kind="restore",
         payload=payload,
-        unique_key=base.unique_key(name),
+        unique_key=instances.unique_key(name),
         id=task_id,
     )
 
@@ -455,13 +454,13 @@ async def restore(
         )
         return result.document.revision
 
-    revision = await base.start(ports, name, spec, write)
-    return base.Started(body={"result": RESTORING}, task_id=task_id, revision=revision)
+    revision = await instances.start(ports, name, spec, write)
+    return instances.Started(body={"result": RESTORING}, task_id=task_id, revision=revision)
 
 
 async def restore_revision(
     ports: Ports, name: str, revision: int, *, subject: str, source: Mapping[str, Any]
-) -> base.Started:
+) -> instances.Started:
     """``POST /documents/stack_instance/{name}/restore``: converge to revision ``revision``.
 
     Raises:

@@ -14,8 +14,7 @@ from stackl.datastore.agents_memory import InMemoryAgentRegistry
 from stackl.datastore.memory import InMemoryDocumentStore
 from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases import documents as document_cases
-from stackl.usecases import instances as cases
-from stackl.usecases import operations
+from stackl.usecases import instance_create, instance_delete, operations
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskLease
 
@@ -155,7 +154,7 @@ async def run_with_agent(ports: Ports, **agent: Any) -> Item:
 
 async def test_create_writes_the_instance_and_its_task_together(ports: Ports) -> None:
     await load(ports)
-    started = await cases.create(ports, request(), subject="alice", source=SOURCE)
+    started = await instance_create.create(ports, request(), subject="alice", source=SOURCE)
 
     assert started.body == {
         "db": {"service": "postgres", "targets": ["production.brussels.dmz"]},
@@ -186,18 +185,18 @@ async def test_create_writes_the_instance_and_its_task_together(ports: Ports) ->
 
 async def test_create_of_an_existing_instance_is_422(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     with pytest.raises(errors.InstanceExists) as caught:
-        await cases.create(ports, request(), subject="alice", source=SOURCE)
+        await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     assert caught.value.message == "Stack instance already exists"
     assert caught.value.code == "already_exists"
 
 
 async def test_a_second_mutation_while_a_task_is_active_is_busy(ports: Ports) -> None:
     await load(ports)
-    started = await cases.create(ports, request(), subject="alice", source=SOURCE)
+    started = await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     with pytest.raises(errors.InstanceBusy) as caught:
-        await cases.delete(ports, "shop-prod", force=False, subject="alice", source=SOURCE)
+        await instance_delete.delete(ports, "shop-prod", force=False, subject="alice", source=SOURCE)
     assert caught.value.task_id == started.task_id
     assert caught.value.task_kind == "create"
     body = await instance(ports)
@@ -208,21 +207,21 @@ async def test_a_second_mutation_while_a_task_is_active_is_busy(ports: Ports) ->
 async def test_an_infeasible_placement_is_422_with_its_explanation(ports: Ports) -> None:
     await load(ports, example_documents(db_memory="1TiB"))
     with pytest.raises(errors.PlacementFailed) as caught:
-        await cases.create(ports, request(), subject="alice", source=SOURCE)
+        await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     assert caught.value.explanation
     assert await instance(ports) is None
     assert await ports.broker.list(queue=TASKS_QUEUE) == []
 
 
 async def test_delete_of_an_unknown_instance_answers_as_0_5(ports: Ports) -> None:
-    started = await cases.delete(ports, "nope", force=False, subject="alice", source=SOURCE)
+    started = await instance_delete.delete(ports, "nope", force=False, subject="alice", source=SOURCE)
     assert started.body == {"result": "Stack instance nope can't be deleted because it does not exist"}
     assert started.task_id is None
 
 
 async def test_create_runs_the_steps_and_outputs_feed_the_next_step(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     seen: list[Item] = []
     task = await run_with_agent(
         ports,
@@ -253,7 +252,7 @@ async def test_create_runs_the_steps_and_outputs_feed_the_next_step(ports: Ports
 
 async def test_a_failed_step_skips_the_later_aliases_and_fails_the_task(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     task = await run_with_agent(ports, outputs={}, fail={"postgres_vm"})
 
     assert task.state == "failed"
@@ -268,7 +267,7 @@ async def test_a_failed_step_skips_the_later_aliases_and_fails_the_task(ports: P
 
 async def test_a_resumed_task_skips_the_steps_already_ready(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     lease = await claim_task(ports)
     await operations.run_task(ports, lease)  # dispatches db, then parks
     [db] = await ports.broker.claim(queues=["agent:bru-agent"], owner="agent-1")
@@ -298,9 +297,9 @@ async def test_a_resumed_task_skips_the_steps_already_ready(ports: Ports) -> Non
 
 async def test_delete_runs_the_steps_in_reverse_and_removes_the_document(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     await run_with_agent(ports, outputs={"postgres_vm": {"db_host": "h"}})
-    started = await cases.delete(ports, "shop-prod", force=False, subject="alice", source=SOURCE)
+    started = await instance_delete.delete(ports, "shop-prod", force=False, subject="alice", source=SOURCE)
     assert started.body == {"result": "Stack instance shop-prod is being deleted"}
     body = await instance(ports)
     assert body is not None
@@ -317,16 +316,16 @@ async def test_delete_runs_the_steps_in_reverse_and_removes_the_document(ports: 
 
 async def test_a_failed_delete_keeps_the_document_unless_forced(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     await run_with_agent(ports, outputs={})
-    await cases.delete(ports, "shop-prod", force=False, subject="alice", source=SOURCE)
+    await instance_delete.delete(ports, "shop-prod", force=False, subject="alice", source=SOURCE)
     task = await run_with_agent(ports, outputs={}, fail={"nginx"})
     assert task.state == "failed"
     body = await instance(ports)
     assert body is not None
     assert [(s["service"], s["status"]) for s in body["status"]] == [("db", "SKIPPED"), ("web", "FAILED")]
 
-    await cases.delete(ports, "shop-prod", force=True, subject="alice", source=SOURCE)
+    await instance_delete.delete(ports, "shop-prod", force=True, subject="alice", source=SOURCE)
     task = await run_with_agent(ports, outputs={}, fail={"nginx"})
     assert task.state == "failed"
     assert task.result["forced"] is True
@@ -336,7 +335,7 @@ async def test_a_failed_delete_keeps_the_document_unless_forced(ports: Ports) ->
 
 async def test_a_task_the_worker_gives_up_leaves_no_step_in_progress(ports: Ports) -> None:
     await load(ports)
-    started = await cases.create(ports, request(), subject="alice", source=SOURCE)
+    started = await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     task = await ports.broker.get(str(started.task_id))
     assert task is not None
     assert task.max_attempts == ports.task_max_attempts  # a lost worker's task is resumed, not failed

@@ -12,8 +12,7 @@ from tests.unit.usecases.test_instances import (
 )
 
 from stackl import errors
-from stackl.usecases import instances as cases
-from stackl.usecases import task_control, task_queries
+from stackl.usecases import instance_create, instance_delete, task_control, task_queries
 from stackl.usecases.ports import Ports
 
 
@@ -25,7 +24,7 @@ def ports() -> Ports:
 @pytest.mark.asyncio
 async def test_a_queued_task_is_cancelled_at_once_and_its_steps_skipped(ports: Ports) -> None:
     await load(ports, example_documents())
-    started = await cases.create(ports, request(), subject="alice", source=SOURCE)
+    started = await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     view = await task_control.cancel(ports, str(started.task_id), by="bob")
     assert view["state"] == "cancelled"
     body = await instance(ports)
@@ -38,14 +37,14 @@ async def test_a_queued_task_is_cancelled_at_once_and_its_steps_skipped(ports: P
     with pytest.raises(errors.TaskNotFound):
         await task_control.cancel(ports, "01NOPE", by="bob")
     # The instance is free again: it can be deleted.
-    deleted = await cases.delete(ports, "shop-prod", force=False, subject="bob", source=SOURCE)
+    deleted = await instance_delete.delete(ports, "shop-prod", force=False, subject="bob", source=SOURCE)
     assert deleted.task_id is not None
 
 
 @pytest.mark.asyncio
 async def test_a_finished_task_cannot_be_cancelled(ports: Ports) -> None:
     await load(ports, example_documents())
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     task = await run_with_agent(ports, outputs={})
     with pytest.raises(errors.Conflict):
         await task_control.cancel(ports, task.id, by="bob")

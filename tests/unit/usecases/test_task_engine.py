@@ -22,8 +22,7 @@ from tests.unit.usecases.test_instances import (
 from stackl import errors
 from stackl.broker.base import Item
 from stackl.domain import documents
-from stackl.usecases import instances as cases
-from stackl.usecases import operations, task_control, task_queries, updates
+from stackl.usecases import instance_create, operations, task_control, task_queries, updates
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskLease
 
@@ -62,7 +61,7 @@ async def task(ports: Ports, task_id: str) -> Item:
 @pytest.mark.asyncio
 async def test_a_waiting_task_holds_no_worker_and_its_jobs_end_wakes_it(ports: Ports) -> None:
     await load(ports)
-    started = await cases.create(ports, request(), subject="alice", source=SOURCE)
+    started = await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     lease = await activate(ports)
     parked = await task(ports, lease.item.id)
     assert parked.state == "queued"  # given back: no worker holds it
@@ -90,7 +89,7 @@ async def test_a_waiting_task_holds_no_worker_and_its_jobs_end_wakes_it(ports: P
 @pytest.mark.asyncio
 async def test_cancelling_a_waiting_task_stops_its_running_job_then_ends_it(ports: Ports) -> None:
     await load(ports)
-    started = await cases.create(ports, request(), subject="alice", source=SOURCE)
+    started = await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     await activate(ports)
     db = await take_job(ports)
     view = await task_control.cancel(ports, str(started.task_id), by="bob")
@@ -120,7 +119,7 @@ async def test_cancelling_a_waiting_task_stops_its_running_job_then_ends_it(port
 @pytest.mark.asyncio
 async def test_a_task_whose_agent_never_answers_fails_at_its_deadline(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     lease = await activate(ports)  # dispatched db; no agent ever claims it
     clock = ports.clock
     assert isinstance(clock, ManualClock)
@@ -137,7 +136,7 @@ async def test_a_task_whose_agent_never_answers_fails_at_its_deadline(ports: Por
 @pytest.mark.asyncio
 async def test_a_worker_that_lost_the_task_writes_nothing(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     [item] = await ports.broker.claim(queues=[TASKS_QUEUE], owner="worker-1", lease_s=30)
     stale = TaskLease(item=item, owner="worker-1", epoch=item.lease_epoch, broker=ports.broker)
     await ports.broker.release(item.id, owner="worker-1", epoch=item.lease_epoch, started=True)  # lapsed
@@ -152,7 +151,7 @@ async def test_a_worker_that_lost_the_task_writes_nothing(ports: Ports) -> None:
 @pytest.mark.asyncio
 async def test_a_tasks_history_is_not_rewritten_by_a_later_task(ports: Ports) -> None:
     await load(ports)
-    created = await cases.create(ports, request(), subject="alice", source=SOURCE)
+    created = await instance_create.create(ports, request(), subject="alice", source=SOURCE)
     agent = fake_agent(ports, outputs={"postgres_vm": {"db_host": "h"}})
     first = await drive_with(ports, agent)
     assert first.id == created.task_id
@@ -171,7 +170,7 @@ async def test_a_tasks_history_is_not_rewritten_by_a_later_task(ports: Ports) ->
 @pytest.mark.asyncio
 async def test_a_failed_create_rolled_back_keeps_what_it_did_in_its_record(ports: Ports) -> None:
     await load(ports)
-    await cases.create(ports, request(rollback=True), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(rollback=True), subject="alice", source=SOURCE)
     ended = await drive_with(ports, fake_agent(ports, outputs={}, fail={"nginx"}))
     assert ended.state == "failed"
     assert ended.result["rolled_back"] is True
@@ -186,7 +185,7 @@ async def test_an_instance_rolling_back_is_a_valid_document_and_its_task_resumes
     ports: Ports,
 ) -> None:
     await load(ports)
-    await cases.create(ports, request(rollback=True), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(rollback=True), subject="alice", source=SOURCE)
     first = await activate(ports)
     await finish_job(ports, await take_job(ports), {"db_host": "h"})
     await activate(ports)

@@ -17,8 +17,7 @@ from tests.unit.usecases.test_instances import (
 
 from stackl import errors
 from stackl.broker.base import Item
-from stackl.usecases import instance_plans, updates
-from stackl.usecases import instances as cases
+from stackl.usecases import instance_create, instance_plans, updates
 from stackl.usecases.ports import Ports
 
 
@@ -42,7 +41,7 @@ async def deployed(ports: Ports, docs: list[dict[str, Any]] | None = None, **ext
     more = docs or []
     replaced = {(d["type"], d["name"]) for d in more}
     await load(ports, [*(d for d in example_documents() if (d["type"], d["name"]) not in replaced), *more])
-    await cases.create(ports, request(**extra), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(**extra), subject="alice", source=SOURCE)
     task = await run_with_agent(ports, outputs=OUTPUTS)
     assert task.state == "succeeded", task.result
     body = await instance(ports)
@@ -130,7 +129,7 @@ async def test_scale_up_then_down(ports: Ports) -> None:
 async def test_removing_a_service_tears_it_down(ports: Ports) -> None:
     await load(ports, example_documents())
     extra = [{"name": "cache", "service": "nginx"}]
-    await cases.create(ports, request(services=extra), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(services=extra), subject="alice", source=SOURCE)
     await run_with_agent(ports, outputs=OUTPUTS)
     seen: list[Item] = []
     task = await update(ports, seen, services=[])
@@ -189,7 +188,7 @@ async def test_update_of_an_unknown_instance_is_404_and_if_match_412(ports: Port
 @pytest.mark.asyncio
 async def test_failed_create_with_rollback_leaves_no_trace(ports: Ports) -> None:
     await load(ports, example_documents())
-    await cases.create(ports, request(rollback=True), subject="alice", source=SOURCE)
+    await instance_create.create(ports, request(rollback=True), subject="alice", source=SOURCE)
     seen: list[Item] = []
     task = await run_with_agent(ports, outputs=OUTPUTS, fail={"nginx"}, seen=seen)
     assert task.state == "failed"

@@ -17,8 +17,14 @@ from stackl.api.problems import request_id
 from stackl.api.responses import respond
 from stackl.schemas import legacy
 from stackl.usecases import documents as document_cases
-from stackl.usecases import instances as instance_cases
-from stackl.usecases import instance_outputs, task_queries, updates
+from stackl.usecases import (
+    instance_create,
+    instance_delete,
+    instance_outputs,
+    instances,
+    task_queries,
+    updates,
+)
 from stackl.usecases.ports import Ports
 
 router = APIRouter(tags=["stack instances"])
@@ -39,7 +45,7 @@ def _source(request: Request, subject: str, operation_id: str) -> dict[str, Any]
     return {"subject": subject, "request_id": request_id(request), "operation_id": operation_id, "via": via}
 
 
-async def _started(request: Request, ports: Ports, started: instance_cases.Started) -> Response:
+async def _started(request: Request, ports: Ports, started: instances.Started) -> Response:
     if started.task_id is None:
         return respond(request, started.body)
     headers = {"Location": f"/tasks/{started.task_id}", "Stackl-Task-Id": started.task_id}
@@ -76,7 +82,7 @@ async def post_stack_instance(
 ) -> Response:
     """Create a stack instance: the placement map, and the task in ``Location``."""
     body = await bodies.read_document(request, limit=settings.server.max_body_bytes)
-    started = await instance_cases.create(
+    started = await instance_create.create(
         ports, body, subject=subject, source=_source(request, subject, "post_stack_instance")
     )
     return await _started(request, ports, started)
@@ -107,7 +113,7 @@ async def delete_stack_instance(
     force: Annotated[bool, Query(description="run every delete step despite failures, then remove")] = False,
 ) -> Response:
     """Delete a stack instance: its delete steps run as a task, then the document is removed."""
-    started = await instance_cases.delete(
+    started = await instance_delete.delete(
         ports, name, force=force, subject=subject, source=_source(request, subject, "delete_stack_instance")
     )
     return await _started(request, ports, started)

@@ -1,7 +1,7 @@
 """The plan page: pick a SAT, a SIT and parameters, see the placement and the step plan, then deploy.
 
 One form serves both steps: "Plan" posts it to ``/ui/plan`` (``instance_plans.plan``: nothing is written), and
-once a feasible plan is shown, "Deploy" posts the same fields to ``/ui/plan/deploy`` (``instances.create``),
+once a feasible plan is shown, "Deploy" posts the same fields to ``/ui/plan/deploy`` (``instance_create.create``),
 which redirects to the new instance's page. Parameters are typed as YAML mappings.
 """
 
@@ -18,8 +18,7 @@ from stackl.api.deps import PortsDep, SubjectDep
 from stackl.api.ui.common import UIRoute, read_form, render, same_origin
 from stackl.api.ui.instances import explanation_view
 from stackl.usecases import documents as document_cases
-from stackl.usecases import instance_plans
-from stackl.usecases import instances as instance_cases
+from stackl.usecases import instance_create, instance_plans
 from stackl.usecases.ports import Ports
 
 router = APIRouter(prefix="/plan", route_class=UIRoute)
@@ -125,7 +124,7 @@ async def plan_deploy(request: Request, ports: PortsDep, subject: SubjectDep) ->
     }
     try:
         body = _body(form)
-        await instance_cases.create(ports, body, subject=subject, source=source)
+        await instance_create.create(ports, body, subject=subject, source=source)
     except (errors.InvalidInput, errors.Conflict) as exc:
         return await _page(request, ports, form, error=exc)
     return RedirectResponse(f"/ui/instances/{quote(body['stack_instance_name'], safe='')}", status_code=303)
