@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from stackl.domain.jobs import Job
+
 _ID = Field(min_length=1, max_length=64)
+
+
+class ClaimAnswer(BaseModel):
+    """``POST /agents/{name}/claim`` 200: the jobs claimed, each the job model both sides share."""
+
+    jobs: list[Job]
 
 
 class _Body(BaseModel):

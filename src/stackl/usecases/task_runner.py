@@ -37,6 +37,7 @@ from stackl.domain import rollback as rollback_plans
 from stackl.domain import steps
 from stackl.domain.clock import rfc3339
 from stackl.domain.ids import ulid
+from stackl.domain.jobs import JobPayload
 from stackl.domain.outputs import merge_outputs, refresh_parameters
 from stackl.domain.step_status import cut_error, entry_key, find_entry, step_key
 from stackl.usecases import documents as document_cases
@@ -340,6 +341,7 @@ class TaskRun:
     async def _dispatch(self, step: Mapping[str, Any], stored: StoredDocument) -> str:
         """Enqueue the step's job and record its id in the instance, in one transaction."""
         payload = self._payload(step, stored.body)
+        JobPayload.model_validate(payload)  # the agents' model of a job: never enqueue one they cannot read
         if self.ports.secret_box is not None and payload["secrets"]:
             # Encrypted in the queue too; the claim answer decrypts them for the agent only.
             payload["secrets"] = self.ports.secret_box.encrypt(payload["secrets"])

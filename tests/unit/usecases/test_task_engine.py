@@ -22,6 +22,7 @@ from tests.unit.usecases.test_instances import (
 from stackl import errors
 from stackl.broker.base import Item
 from stackl.domain import documents
+from stackl.domain.jobs import Job
 from stackl.usecases import instance_create, operations, task_control, task_queries, updates
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskLease
@@ -207,6 +208,25 @@ async def test_an_instance_rolling_back_is_a_valid_document_and_its_task_resumes
     ended = await task(ports, first.item.id)
     assert ended.result["error_message"] == "1 step(s) failed: web/0/nginx; rolled back"
     assert [s["state"] for s in ended.result["steps"]] == ["ready", "failed"]
+
+
+@pytest.mark.asyncio
+async def test_every_job_the_runner_enqueues_is_one_the_agent_model_reads(ports: Ports) -> None:
+    await load(ports)
+    await instance_create.create(ports, request(), subject="alice", source=SOURCE)
+    lease = await activate(ports)
+    item = await take_job(ports)
+    job = Job.model_validate(
+        {**item.payload, "job_id": item.id, "attempt": item.attempt}
+    )  # the agent's parse
+    assert (job.task_id, job.action, job.service, job.functional_requirement) == (
+        lease.item.id,
+        "create",
+        "db",
+        "postgres_vm",
+    )
+    assert job.input_hash
+    assert job.secrets  # in clear for the agent only (the in-memory ports have no secret box)
 
 
 async def drive_with(ports: Ports, agent: Any) -> Item:

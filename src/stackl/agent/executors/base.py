@@ -1,6 +1,7 @@
 """The Executor port: one job payload in, one result out, log lines streamed on the way.
 
-`Job` is the payload of agents.md §2, parsed leniently (unknown fields are ignored, for forward compatibility).
+`Job` is the payload of agents.md §2 (``domain/jobs.py``, the model the server checks its payloads against),
+parsed leniently (unknown fields are ignored, for forward compatibility).
 An executor turns it into a `Result` (§4) and hands every line the tool prints, and its own `system` notes, to
 `emit` as a `LogLine`, masked and cut to 16 KiB first (§3): `LineSink` does that for every executor, and
 keeps the 64 KiB tail that ends a FAILED result's error message.
@@ -14,82 +15,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
-
 from stackl.agent.secrets import Masker
+from stackl.domain.jobs import Action as Action
+from stackl.domain.jobs import Job as Job
+from stackl.domain.jobs import JobInvocation as JobInvocation
 
 LINE_MAX_BYTES = 16 * 1024  # a longer line is cut (agents.md §3)
 TAIL_MAX_BYTES = 64 * 1024  # last output kept for the error message (agents.md §4)
 
-Action = Literal["create", "update", "delete"]
 Stream = Literal["stdout", "stderr", "system"]
 Status = Literal["READY", "FAILED"]
-
-
-class JobInvocation(BaseModel):
-    """The invocation as a job carries it (agents.md §2); the `mock_*` fields stay None when absent."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    image: str = ""
-    working_directory: str = ""
-    before_command: str = ""
-    command: str = ""
-    playbook_path: str = ""
-    ansible_role: str = ""
-    gather_facts: bool = True
-    serial: int = 10
-    connection: str = "ssh"
-    become: bool = False
-    wait_for_connection: bool = False
-    timeout: float = 3600.0
-    retries: int = 0
-    outputs: dict[str, str] = {}
-    mock_result: str | dict[str, str] | None = None
-    mock_duration: float | None = None
-    mock_outputs: dict[str, Any] | None = None
-    mock_error: str | None = None
-    mock_fail_attempts: int | None = None
-    mock_log: list[str] | None = None
-
-    @field_validator(
-        "image", "working_directory", "before_command", "command", "playbook_path", mode="before"
-    )
-    @classmethod
-    def _null_is_empty(cls, value: Any) -> Any:
-        return "" if value is None else value
-
-
-class Job(BaseModel):
-    """One step handed to an agent: everything it needs, secrets in clear (agents.md §2)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    job_id: str
-    attempt: int = 1
-    task_id: str = ""
-    action: Action
-    stack_instance: str
-    service: str
-    service_document: str = ""
-    replica: int = 0
-    infrastructure_target: str = ""
-    cloud_provider: str = ""
-    agent: str = ""
-    functional_requirement: str
-    tool: str
-    invocation: JobInvocation = JobInvocation()
-    hosts: list[str] = []
-    groups: dict[str, list[str]] = {}
-    provisioning_parameters: dict[str, Any] = {}
-    secrets: dict[str, Any] = {}
-    input_hash: str = ""
-    lease_s: float = 60.0
-    deadline: str = ""
-
-    def without_secrets(self) -> dict[str, Any]:
-        """The payload as `job.json` holds it: every field but the secrets."""
-        return self.model_dump(mode="json", exclude={"secrets"})
 
 
 @dataclass(frozen=True)

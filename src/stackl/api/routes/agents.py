@@ -14,6 +14,7 @@ from stackl.api import problems
 from stackl.api.deps import PortsDep
 from stackl.schemas.agents import (
     AttemptBody,
+    ClaimAnswer,
     ClaimBody,
     DeregisterBody,
     EventItem,
@@ -58,7 +59,11 @@ async def agent_heartbeat(name: str, body: HeartbeatBody, ports: PortsDep) -> di
     )
 
 
-@router.post("/{name}/claim", response_model=None, responses={204: {"description": "no job within the wait"}})
+@router.post(
+    "/{name}/claim",
+    response_model=None,  # answered as built; the schema documents the shared job model (domain/jobs.py)
+    responses={200: {"model": ClaimAnswer}, 204: {"description": "no job within the wait"}},
+)
 async def claim_jobs(
     name: str, body: ClaimBody, ports: PortsDep, request: Request
 ) -> dict[str, Any] | Response:
