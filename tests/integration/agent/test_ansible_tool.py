@@ -1,6 +1,7 @@
 """The ansible tool on the local executor: real ansible-playbook (through ansible-runner) against this machine."""
 
 import asyncio
+import secrets
 from pathlib import Path
 
 from tests.integration.agent.conftest import Runner, make_job
@@ -121,9 +122,11 @@ async def test_cancel_stops_ansible_playbook_in_its_own_session(
 ) -> None:
     code = automation_dir / "nginx"
     code.mkdir()
+    # A duration of its own, so that another test run on the same machine is never taken for a leftover.
+    sleep = f"sleep 120.{secrets.randbelow(10**9):09d}"
     long_task = (
         "- hosts: web\n  gather_facts: false\n  tasks:\n"
-        "    - name: Sleep long\n      ansible.builtin.command: sleep 120\n"
+        f"    - name: Sleep long\n      ansible.builtin.command: {sleep}\n"
     )
     (code / "site.yml").write_text(long_task)
     cancel = asyncio.Event()
@@ -138,8 +141,8 @@ async def test_cancel_stops_ansible_playbook_in_its_own_session(
     # and so is a module process orphaned by a worker that died first (found by its STACKL_WORK_DIR).
     # A killed process may linger for a moment until its parent (or init) reaps it.
     for _ in range(50):
-        if not processes_mentioning(str(data_dir / "jobs")) and not processes_mentioning("sleep 120"):
+        if not processes_mentioning(str(data_dir / "jobs")) and not processes_mentioning(sleep):
             break
         await asyncio.sleep(0.1)
     assert processes_mentioning(str(data_dir / "jobs")) == []
-    assert processes_mentioning("sleep 120") == []
+    assert processes_mentioning(sleep) == []
