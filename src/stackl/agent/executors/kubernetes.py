@@ -224,6 +224,7 @@ class _Watch:
     secret_deleted: bool = False
     pull_error_since: float | None = None
     unschedulable_since: float | None = None
+    exit_seen: bool = False  # the container exited non-zero and the Job had no verdict yet
 
 
 class KubernetesExecutor(Executor):
@@ -516,9 +517,13 @@ class KubernetesExecutor(Executor):
                 if verdict == "DeadlineExceeded":
                     await asyncio.to_thread(self._delete_job, name, "Foreground")
                     raise script.Stopped(f"timed out after {timeout_s:g} s", timed_out=True)
-                if verdict is not None or (terminated is not None and terminated.exit_code):
+                failed_exit = terminated is not None and bool(terminated.exit_code)
+                # The Job controller kills the pod first and records DeadlineExceeded after: a non-zero exit
+                # without a verdict is final only once the Job had one more poll to say why.
+                if verdict is not None or (failed_exit and state.exit_seen):
                     await _settle(follower, captured)
                     raise self._exited(state, terminated, captured, verdict)
+                state.exit_seen = failed_exit
                 await asyncio.to_thread(self._stuck, job, state, pod, status)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(cancel.wait(), timeout=self.config.poll_s)
