@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from stackl import errors
 from stackl.broker.base import Item, ItemSpec
@@ -341,7 +342,7 @@ class TaskRun:
     async def _dispatch(self, step: Mapping[str, Any], stored: StoredDocument) -> str:
         """Enqueue the step's job and record its id in the instance, in one transaction."""
         payload = self._payload(step, stored.body)
-        JobPayload.model_validate(payload)  # the agents' model of a job: never enqueue one they cannot read
+        self._check_job(step, payload)
         if self.ports.secret_box is not None and payload["secrets"]:
             # Encrypted in the queue too; the claim answer decrypts them for the agent only.
             payload["secrets"] = self.ports.secret_box.encrypt(payload["secrets"])
@@ -377,6 +378,17 @@ class TaskRun:
         await self._update(change, extra=spec)
         log.info("step_dispatched", task_id=self.task_id, step=step["id"], job_id=job_id, agent=step["agent"])
         return job_id
+
+    @staticmethod
+    def _check_job(step: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        """Never enqueue a job the agents' model cannot read; the error names fields, never values (secrets)."""
+        try:
+            JobPayload.model_validate({**payload, "secrets": {}})
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in error["loc"]) for error in exc.errors())
+            raise errors.InvalidInput(
+                f"the job of step {step['id']} does not fit the job model: {fields}"
+            ) from None
 
     async def _poll(self, step: Mapping[str, Any], job_id: str) -> Item:
         """The job, once it ended; else ``_Pending`` (after asking it to stop when the task is stopping)."""

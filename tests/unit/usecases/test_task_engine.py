@@ -241,3 +241,15 @@ async def drive_with(ports: Ports, agent: Any) -> Item:
         )
     finally:
         running.cancel()
+
+
+def test_a_job_that_does_not_fit_the_model_is_refused_by_field_never_by_value() -> None:
+    from stackl.usecases.task_runner import TaskRun
+
+    payload = {"action": "explode", "stack_instance": "s", "service": "db", "functional_requirement": "vm",
+               "tool": "shell", "secrets": {"db_password": "hunter2-secret"}}  # fmt: skip
+    with pytest.raises(errors.InvalidInput) as caught:
+        TaskRun._check_job({"id": "db/0/vm"}, payload)
+    assert "action" in caught.value.message
+    assert "hunter2" not in caught.value.message
+    assert "explode" not in caught.value.message
