@@ -459,12 +459,7 @@ class SqlBroker(Broker):
         now = self._now()
         async with self._connection() as connection:
             item = await self._get(connection, item_id)
-            if (
-                item is None
-                or item.state != "running"
-                or item.lease_owner != owner
-                or item.lease_epoch != epoch
-            ):
+            if item is None or not _held(item, owner=owner, epoch=epoch):
                 return base.check_finish(item, item_id, owner=owner, epoch=epoch)
             # Conditional on the epoch read above, inside the same write transaction: nobody re-claimed it.
             statement = (
@@ -543,12 +538,7 @@ class SqlBroker(Broker):
         now = self._now()
         async with self._connection() as connection:
             item = await self._get(connection, item_id)
-            if (
-                item is None
-                or item.state != "running"
-                or item.lease_owner != owner
-                or item.lease_epoch != epoch
-            ):
+            if item is None or not _held(item, owner=owner, epoch=epoch):
                 return base.check_finish(item, item_id, owner=owner, epoch=epoch)
             changes = base.park(item, now, until=until, woken=False)
             woken = _Q.wakeups != seen_wakeups  # re-read by the UPDATE: a wake-up racing this park counts
@@ -703,6 +693,16 @@ class SqlBroker(Broker):
                     pass
         finally:
             del self._waiters[event]
+
+
+def _held(item: Item | None, *, owner: str, epoch: int) -> bool:
+    """Whether ``owner`` holds the running ``item`` at ``epoch`` (a release or a park may go on)."""
+    return (
+        item is not None
+        and item.state == "running"
+        and item.lease_owner == owner
+        and item.lease_epoch == epoch
+    )
 
 
 def _scrub(item: Item, changes: dict[str, Any]) -> dict[str, Any]:

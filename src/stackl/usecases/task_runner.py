@@ -507,16 +507,7 @@ class TaskRun:
             body["rollback_record"] = self.record
             body["rolling_back"] = self.task_id
             self.deadline = deadline
-            for entry in body.get("status", []):
-                action = keys.get(entry_key(entry))
-                if action is not None:
-                    entry.update(
-                        status="in_progress",
-                        error_message="",
-                        action=action,
-                        task_id=self.task_id,
-                        job_id=None,
-                    )
+            _mark_in_progress(body, keys, self.task_id)
             return True
 
         await self._update(change)
@@ -545,16 +536,7 @@ class TaskRun:
                 body["rollback_record"] = current.body.get("rollback_record")
                 body["steps"] = dict(current.body.get("steps") or {})
                 body["posted_outputs"] = current.body.get("posted_outputs") or {}
-                for entry in body.get("status", []):
-                    action = keys.get(entry_key(entry))
-                    if action is not None:
-                        entry.update(
-                            status="in_progress",
-                            error_message="",
-                            action=action,
-                            task_id=task_id,
-                            job_id=None,
-                        )
+                _mark_in_progress(body, keys, task_id)
             written = await tx.put(
                 doc_type=SI,
                 name=name,
@@ -687,6 +669,16 @@ class TaskRun:
                 await broker.fail(self.task_id, owner=owner, epoch=epoch, error=error, result=result, tx=tx)
 
         await self._fenced(work)
+
+
+def _mark_in_progress(
+    body: dict[str, Any], actions: Mapping[tuple[str, int, str], str], task_id: str
+) -> None:
+    """Mark the entries of ``actions``' steps ``in_progress`` for ``task_id``, with no job yet (rollback phases)."""
+    for entry in body.get("status", []):
+        action = actions.get(entry_key(entry))
+        if action is not None:
+            entry.update(status="in_progress", error_message="", action=action, task_id=task_id, job_id=None)
 
 
 async def run_task(ports: Ports, lease: TaskLease) -> None:
