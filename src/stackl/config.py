@@ -53,6 +53,12 @@ class WorkerSettings(BaseModel):
     shutdown_timeout_s: float = Field(
         10.0, ge=0, le=3600, description="graceful stop: seconds to let running tasks finish before release"
     )
+    reconcile_s: float = Field(
+        300.0,
+        ge=1,
+        le=86400,
+        description="how often a worker marks FAILED the steps left in_progress by a task that has ended",
+    )
 
 
 class TaskSettings(BaseModel):

@@ -138,3 +138,37 @@ async def test_a_sqlite_database_locked_past_the_busy_timeout_is_store_unavailab
                 await other.get(doc_type="service", name="web")
         async with waiter.transaction(readonly=True) as reader:  # readers are not locked out
             assert await reader.get(doc_type="service", name="web") is None
+
+
+async def test_a_full_disk_is_store_unavailable_and_the_store_works_again_once_space_is_back(
+    tmp_path: Path,
+) -> None:
+    """Security round 2, defect 6: a full disk must be a retryable outage, not an error that fails a task.
+
+    SQLite's ``max_page_count`` makes the database "full" exactly as a full disk does (``SQLITE_FULL``).
+    """
+    url = adapters.sqlite_url(tmp_path)
+    await migrate.upgrade(url)
+    limit: list[int] = []
+
+    def cap(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA max_page_count = {limit[0] if limit else 1073741823}")
+        cursor.close()
+
+    async with SqlDocumentStore(url) as store:
+        sa.event.listen(store.engine.sync_engine.pool, "checkout", cap)
+        async with store.transaction() as tx:
+            await tx.put(doc_type="service", name="small", body={"x": 1}, subject="t", action="create")
+        limit.append(1)  # below the current size: every write that needs a page fails, as on a full disk
+        await store.engine.dispose()  # fresh connections pick the limit up at checkout
+        big = {"blob": "x" * 200_000}
+        with pytest.raises(errors.StoreUnavailable, match="full"):
+            async with store.transaction() as tx:
+                await tx.put(doc_type="service", name="big", body=big, subject="t", action="create")
+        limit.clear()  # space is back
+        await store.engine.dispose()
+        async with store.transaction() as tx:
+            await tx.put(doc_type="service", name="big", body=big, subject="t", action="create")
+        async with store.transaction(readonly=True) as tx:
+            assert (await tx.get(doc_type="service", name="big")) is not None

@@ -75,6 +75,7 @@ async def serve_worker(
     settings: Settings, ports: "Ports", stop: asyncio.Event, force: asyncio.Event | None = None
 ) -> None:
     """Run a WorkerRunner with the settings' concurrency and lease until ``stop``, then stop gracefully."""
+    from stackl.usecases import reconcile
     from stackl.worker.handlers import default_give_up, default_handlers
     from stackl.worker.runner import WorkerRunner
 
@@ -88,5 +89,7 @@ async def serve_worker(
         heartbeat_s=settings.worker.lease_s / 3,
         max_lease_expiries=settings.tasks.max_lease_expiries,
         shutdown_timeout_s=settings.worker.shutdown_timeout_s,
+        reconcile=reconcile.repair_orphaned_steps,
+        reconcile_s=settings.worker.reconcile_s,
     )
     await runner.run(stop, force)

@@ -6,7 +6,14 @@ A handler runs one *activation* of a task: it advances the task as far as it can
 being advanced at one moment, not the deployments in flight. Its loops, and why they have this shape:
 
 - **Claim** never takes more items than there are free slots (``concurrency``), waits on ``broker.wait``
-  when nothing is ready, and backs off for a moment when the database is unavailable.
+  when nothing is ready, and backs off when the database is unavailable.
+- **A database outage is waited out, never a reason to fail a deployment.** Every loop that meets
+  ``Unavailable`` (a PostgreSQL restart, a SQLite lock timeout, a full disk) pauses ``unavailable_pause_s``,
+  doubling at each consecutive failure up to ``max_pause_s``, and tries again: an activation runs again from
+  the task's stored state, the record of a failed task (``give_up``) is retried.
+- **Nothing stays ``in_progress`` without a live task.** ``reconcile`` (``usecases/reconcile.py``) runs at
+  start and every ``reconcile_s``: steps whose task ended or vanished without finishing them (a lease that
+  expired on its last attempt, a ``give_up`` that never got through) become FAILED with the reason.
 - **One heartbeat per task** renews its lease every ``heartbeat_s`` (10 s for the 30 s lease). A refused
   renewal (``Conflict``/``NotFound``: superseded, lapsed, gone), or no renewal acknowledged for almost a
   whole lease (the database is unreachable, so another worker may take it over), means the task is no
@@ -48,8 +55,30 @@ HEARTBEAT_INTERVAL_S = 10.0  # lifecycle.md §5.6: the 30 s lease is renewed eve
 MAX_LEASE_EXPIRIES = 5  # lifecycle.md §5.2: then failed, "worker lost 5 times"
 SHUTDOWN_TIMEOUT_S = 10.0  # a graceful stop waits this long for running handlers
 POLL_S = 5.0  # longest wait on the broker before claiming again (broker.wait wakes earlier on new items)
-UNAVAILABLE_PAUSE_S = 1.0  # pause after the database could not be reached
+UNAVAILABLE_PAUSE_S = 1.0  # first pause after the database could not be reached; then doubling
+MAX_PAUSE_S = 30.0  # the longest pause between two tries against an unreachable database
+RECONCILE_S = 300.0  # how often a worker repairs steps that no live task owns
+GIVE_UP_TRIES = 5  # tries to record a failed task in its instance before leaving it to the reconciler
 FENCE_FRACTION = 0.9  # no renewal acknowledged for this part of a lease → stop the task
+
+
+@dataclass
+class Backoff:
+    """Pauses between tries against an unreachable database: ``first_s``, doubling up to ``cap_s``."""
+
+    first_s: float
+    cap_s: float
+    failures: int = 0
+
+    def next_pause(self) -> float:
+        """The pause before the next try; each call counts one more consecutive failure."""
+        pause = min(self.cap_s, self.first_s * float(1 << min(self.failures, 30)))
+        self.failures += 1
+        return pause
+
+    def reset(self) -> None:
+        """A try succeeded: the next failure pauses ``first_s`` again."""
+        self.failures = 0
 
 
 @dataclass
@@ -80,10 +109,15 @@ class WorkerRunner:
         shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
         poll_s: float = POLL_S,
         unavailable_pause_s: float = UNAVAILABLE_PAUSE_S,
+        max_pause_s: float = MAX_PAUSE_S,
         give_up: Mapping[str, Callable[[Ports, Item, str], Awaitable[None]]] | None = None,
+        reconcile: Callable[[Ports], Awaitable[object]] | None = None,
+        reconcile_s: float = RECONCILE_S,
     ) -> None:
         if concurrency < 1 or lease_s <= 0 or heartbeat_s <= 0 or heartbeat_s >= lease_s:
             raise ValueError("concurrency must be at least 1 and 0 < heartbeat_s < lease_s")
+        if not 0 < unavailable_pause_s <= max_pause_s or reconcile_s <= 0:
+            raise ValueError("0 < unavailable_pause_s <= max_pause_s and reconcile_s > 0 are required")
         self.ports = ports
         self.handlers = dict(handlers)
         self.give_up = dict(give_up or {})
@@ -95,8 +129,15 @@ class WorkerRunner:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.poll_s = poll_s
         self.unavailable_pause_s = unavailable_pause_s
+        self.max_pause_s = max_pause_s
+        self.reconcile = reconcile
+        self.reconcile_s = reconcile_s
+        self._claim_backoff = self._backoff()
         self._running: dict[str, _Running] = {}
         self._slot_freed = asyncio.Event()
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.unavailable_pause_s, self.max_pause_s)
 
     @property
     def running(self) -> list[str]:
@@ -108,11 +149,35 @@ class WorkerRunner:
         """Claim and run tasks until ``stop`` is set; then drain (``force`` skips the wait for handlers)."""
         force = force or asyncio.Event()
         log.info("worker_started", owner=self.owner, concurrency=self.concurrency, lease_s=self.lease_s)
+        repair = None
+        if self.reconcile is not None:
+            repair = asyncio.create_task(self._reconcile_loop(stop, self.reconcile), name="reconcile")
         try:
             await self._claim_loop(stop)
         finally:
+            if repair is not None:
+                repair.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await repair
             await self._drain(force)
             log.info("worker_stopped", owner=self.owner)
+
+    async def _reconcile_loop(
+        self, stop: asyncio.Event, reconcile: Callable[[Ports], Awaitable[object]]
+    ) -> None:
+        """Repair orphaned steps at start, then every ``reconcile_s``; an outage only delays a round."""
+        backoff = self._backoff()
+        while not stop.is_set():
+            pause = self.reconcile_s
+            try:
+                await reconcile(self.ports)
+                backoff.reset()
+            except errors.Unavailable as exc:
+                pause = backoff.next_pause()
+                log.warning("reconcile_unavailable", owner=self.owner, error=exc.message, retry_s=pause)
+            except Exception:  # a bug in one round must not stop the worker; the next round tries again
+                log.exception("reconcile_failed", owner=self.owner)
+            await _first(stop.wait(), self.ports.clock.sleep(pause))
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         broker = self.ports.broker
@@ -127,9 +192,11 @@ class WorkerRunner:
                     queues=[TASKS_QUEUE], owner=self.owner, lease_s=self.lease_s, limit=free
                 )
             except errors.Unavailable as exc:
-                log.warning("worker_claim_failed", owner=self.owner, error=exc.message)
-                await _first(stop.wait(), self.ports.clock.sleep(self.unavailable_pause_s))
+                pause = self._claim_backoff.next_pause()
+                log.warning("worker_claim_failed", owner=self.owner, error=exc.message, retry_s=pause)
+                await _first(stop.wait(), self.ports.clock.sleep(pause))
                 continue
+            self._claim_backoff.reset()
             if stop.is_set():
                 for item in items:  # claimed while stopping: give back, not counted as an attempt
                     await self._release(item, started=False)
@@ -143,8 +210,9 @@ class WorkerRunner:
         try:
             await self.ports.broker.wait(queues=[TASKS_QUEUE], timeout_s=self.poll_s)
         except errors.Unavailable as exc:
-            log.warning("worker_wait_failed", owner=self.owner, error=exc.message)
-            await self.ports.clock.sleep(self.unavailable_pause_s)
+            pause = self._claim_backoff.next_pause()
+            log.warning("worker_wait_failed", owner=self.owner, error=exc.message, retry_s=pause)
+            await self.ports.clock.sleep(pause)
 
     def _start(self, item: Item) -> None:
         lease = TaskLease(item=item, owner=self.owner, epoch=item.lease_epoch, broker=self.ports.broker)
@@ -230,15 +298,19 @@ class WorkerRunner:
 
         An activation replays the task from its stored state, so running it again is safe; a hiccup of the
         database (a PostgreSQL restart, a SQLite lock timeout) is not a reason to fail a deployment. The
-        heartbeat still stops the handler if the outage outlasts the lease.
+        heartbeat still stops the handler if the outage outlasts the lease. The pauses grow (``Backoff``).
         """
+        backoff = self._backoff()
         while True:
             try:
                 await handler(self.ports, lease)
                 return
             except errors.Unavailable as exc:
-                log.warning("task_activation_unavailable", task_id=lease.item.id, error=exc.message)
-                await self.ports.clock.sleep(self.unavailable_pause_s)
+                pause = backoff.next_pause()
+                log.warning(
+                    "task_activation_unavailable", task_id=lease.item.id, error=exc.message, retry_s=pause
+                )
+                await self.ports.clock.sleep(pause)
 
     async def _check_finished(self, lease: TaskLease, duration_s: float) -> None:
         item = lease.item
@@ -308,10 +380,28 @@ class WorkerRunner:
         log.warning("task_failed", task_id=lease.item.id, kind=lease.item.kind, error=error)
         record = self.give_up.get(lease.item.kind)
         if record is not None:
+            await self._record_give_up(record, lease.item, error)
+
+    async def _record_give_up(
+        self, record: Callable[[Ports, Item, str], Awaitable[None]], item: Item, error: str
+    ) -> None:
+        """Record a failed task in its instance, retrying an unreachable database a few times.
+
+        The task is failed already; what is left undone here, the reconciler repairs later.
+        """
+        backoff = self._backoff()
+        for attempt in range(1, GIVE_UP_TRIES + 1):
             try:
-                await record(self.ports, lease.item, error)
-            except Exception as exc:  # the task is failed already; the record is best effort, and logged
-                log.warning("task_give_up_failed", task_id=lease.item.id, error=str(exc))
+                await record(self.ports, item, error)
+                return
+            except errors.Unavailable as exc:
+                if attempt == GIVE_UP_TRIES:
+                    log.warning("task_give_up_deferred", task_id=item.id, error=exc.message)
+                    return
+                await self.ports.clock.sleep(backoff.next_pause())
+            except Exception as exc:  # a bug: logged; the reconciler still repairs the steps
+                log.warning("task_give_up_failed", task_id=item.id, error=str(exc))
+                return
 
     async def _release(self, item: Item, *, started: bool) -> None:
         try:

@@ -24,7 +24,7 @@ from stackl.policy.static import StaticPolicyEngine
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskHandler, TaskLease
 from stackl.worker.handlers import noop
-from stackl.worker.runner import WorkerRunner
+from stackl.worker.runner import Backoff, WorkerRunner
 
 OWNER = "worker@test:1"
 
@@ -330,6 +330,62 @@ async def test_noop_honours_sleep_s(ports: Ports, clock: ManualClock) -> None:
 def test_bad_timings_are_refused(ports: Ports) -> None:
     with pytest.raises(ValueError, match="heartbeat_s"):
         WorkerRunner(ports, {}, owner=OWNER, lease_s=10, heartbeat_s=10)
+    with pytest.raises(ValueError, match="max_pause_s"):
+        WorkerRunner(ports, {}, owner=OWNER, unavailable_pause_s=5, max_pause_s=1)
+
+
+def test_backoff_doubles_up_to_its_cap_and_starts_over_after_a_success() -> None:
+    backoff = Backoff(first_s=1, cap_s=30)
+    assert [backoff.next_pause() for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    backoff.reset()
+    assert backoff.next_pause() == 1
+    assert Backoff(first_s=1, cap_s=30, failures=10_000).next_pause() == 30  # no overflow however long
+
+
+async def test_the_reconciler_runs_at_start_then_every_reconcile_s_and_outlives_an_outage(
+    ports: Ports, clock: ManualClock
+) -> None:
+    rounds: list[float] = []
+
+    async def reconcile(ports: Ports) -> None:
+        rounds.append(clock.monotonic())
+        if len(rounds) == 2:
+            raise errors.StoreUnavailable("disk full")
+        if len(rounds) == 3:
+            raise RuntimeError("a bug in one round")
+
+    start = clock.monotonic()
+    async with running(ports, {}, reconcile=reconcile, reconcile_s=60):
+        assert rounds == [start]
+        await clock.elapse(60)
+        assert len(rounds) == 2  # failed: the database is down
+        await clock.elapse(1)  # retried after the first backoff pause, not a whole period later
+        assert len(rounds) == 3  # a bug: logged, the loop carries on
+        await clock.elapse(60)
+        assert len(rounds) == 4
+    assert [round(r - start, 3) for r in rounds] == [0, 60, 61, 121]
+
+
+async def test_the_record_of_a_failed_task_is_retried_while_the_database_is_down(
+    ports: Ports, clock: ManualClock
+) -> None:
+    recorded: list[str] = []
+
+    async def crash(ports: Ports, lease: TaskLease) -> None:
+        raise RuntimeError("boom")
+
+    async def give_up(ports: Ports, item: Item, reason: str) -> None:
+        if len(recorded) < 2:
+            recorded.append("down")
+            raise errors.StoreUnavailable("database or disk is full")
+        recorded.append(reason)
+
+    task_id = await enqueue(ports, "crash")
+    async with running(ports, {"crash": crash}, give_up={"crash": give_up}):
+        await clock.elapse(3)  # pauses of 1 s then 2 s
+        [failed] = await final(ports, task_id)
+    assert failed.state == "failed"
+    assert recorded == ["down", "down", "task handler for 'crash' failed: RuntimeError: boom"]
 
 
 async def _true(value: object) -> bool:
@@ -358,7 +414,9 @@ async def test_an_activation_that_met_an_unreachable_database_runs_again(
         assert calls == [1]
         await clock.elapse(0.1)  # after the 1 s pause, the same lease runs it again
         assert calls == [1, 1]
-        await clock.elapse(1)
+        await clock.elapse(1.9)
+        assert calls == [1, 1]
+        await clock.elapse(0.1)  # the second pause is twice as long (backoff)
         [done] = await final(ports, task_id)
     assert (done.state, done.result, done.attempt) == ("succeeded", {"after": 3}, 1)  # one claim, three runs
     assert calls == [1, 1, 1]
