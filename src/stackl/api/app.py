@@ -26,6 +26,7 @@ from stackl.api.legacy import (
 from stackl.api.middleware import RequestContextMiddleware
 from stackl.api.routes import (
     agents,
+    apidocs,
     audit,
     documents,
     drift,
@@ -64,6 +65,8 @@ def create_app(
         version=__version__,
         description="Model infrastructure, describe applications, automate their orchestration.",
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # served from the package by routes.apidocs: no CDN, so /docs works offline
+        redoc_url=None,
     )
     ports = metrics.instrument(ports)
     app.state.settings, app.state.ports = settings, ports
@@ -95,6 +98,7 @@ def create_app(
         audit,
     ):
         app.include_router(module.router, dependencies=access)
+    app.include_router(apidocs.router)
     app.include_router(ui_common.login_router)  # before the UI router, whose catch-all would shadow it
     app.include_router(ui.router)
     app.add_middleware(
