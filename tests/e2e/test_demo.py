@@ -8,8 +8,10 @@ import re
 import socket
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from tests.e2e.conftest import STACKL, free_port, process_env
+import httpx
+from tests.e2e.conftest import STACKL, ServerProcess, free_port, process_env
 
 EXAMPLE_DOCUMENTS = 9
 
@@ -63,4 +65,23 @@ def test_demo_reports_a_port_in_use(tmp_path: Path) -> None:
             check=False,
         )
     assert result.returncode == 7, result.stdout + result.stderr
-    assert "port already in use" in result.stderr
+    assert "already in use" in result.stderr
+
+
+def test_demo_refuses_a_port_where_another_stackl_server_answers(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    """It used to report "started" and load its example into the other server (operator experience, item 7)."""
+    port = urlsplit(server.url).port
+    result = subprocess.run(
+        [*STACKL, "demo", "--exit", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+        env=process_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert f"port {port} is already in use" in result.stderr
+    assert "Starting" not in result.stdout
+    assert httpx.get(f"{server.url}/stack_application_templates").json() == []  # nothing loaded there

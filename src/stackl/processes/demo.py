@@ -13,6 +13,7 @@ with ``--exit``). A second run finds the instance deployed and shows it.
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,13 @@ def demo(
     command = [sys.executable, "-m", "stackl", "server", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--data-dir", str(where), "--log-level", "warning"]
     env = {k: v for k, v in os.environ.items() if k != "STACKL_DATABASE__URL"}  # the demo is embedded
+    if not _port_free(port):
+        typer.echo(
+            f"error: port {port} is already in use on 127.0.0.1 (another server, perhaps another STACKL);"
+            " stop it or pick another port with --port",
+            err=True,
+        )
+        raise typer.Exit(7)
     _link_automation(where)
     typer.echo(f"Starting the STACKL server on {url} (data in {where}) ...")
     server = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and arguments
@@ -87,6 +95,17 @@ def demo(
         pass
     finally:
         _stop(server)
+
+
+def _port_free(port: int) -> bool:
+    """Nothing listens on ``127.0.0.1:port``: else the demo would load its example into whatever answers there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _link_automation(where: Path) -> None:
