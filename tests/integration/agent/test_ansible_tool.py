@@ -98,8 +98,33 @@ async def test_a_failing_play_reports_ansible_playbook_exit(run_job: Runner, aut
     failing = job.model_copy(update={"provisioning_parameters": {"domain": "example.com", "fail": True}})
     run = await run_job(failing)
     assert run.result.status == "FAILED"
-    assert run.result.error_message.splitlines()[0] == "ansible-playbook exited with code 2"
-    assert "asked to fail" in run.result.error_message
+    assert run.result.error_message.splitlines()[0] == (  # the cause, from the event records
+        'ansible-playbook exited with code 2: task "Fail on request" failed on web_0: asked to fail'
+    )
+    assert SECRET not in run.result.error_message
+
+
+async def test_an_undefined_variable_is_named_in_the_first_line(
+    run_job: Runner, automation_dir: Path
+) -> None:
+    """Operator experience, item 1: the cause used to be only in the log ("exited with code 2")."""
+    code = automation_dir / "nginx"
+    code.mkdir()
+    (code / "site.yml").write_text(
+        "- hosts: web\n  gather_facts: false\n  tasks:\n"
+        "    - name: Fine\n      ansible.builtin.debug:\n        msg: ok\n"
+        "    - name: Ignored\n      ansible.builtin.fail:\n        msg: not this one\n      ignore_errors: true\n"
+        "    - name: Configure the database client\n      ansible.builtin.debug:\n"
+        '        msg: "{{ db_host }} {{ db_password }}"\n'
+    )
+    run = await run_job(ansible_job(playbook_path="site.yml"))
+    assert run.result.status == "FAILED"
+    first = run.result.error_message.splitlines()[0]
+    assert first.startswith(
+        'ansible-playbook exited with code 2: task "Configure the database client" failed on web_0: '
+    ), first
+    assert "'db_host' is undefined" in first
+    assert len(first) < 400
     assert SECRET not in run.result.error_message
 
 

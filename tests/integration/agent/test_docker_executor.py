@@ -123,13 +123,16 @@ async def test_a_failing_command_reports_its_code_and_tail(run_docker: DockerRun
     assert run.result.exit_code == 7
     # stdout and stderr are separate streams: their relative order is not kept
     summary, *tail = run.result.error_message.splitlines()
-    assert summary == "command exited with code 7"
+    assert summary == "command exited with code 7: two"  # the cause: its last stderr line
     assert sorted(tail) == ["one", "two"]
 
 
 async def test_before_command_runs_first_and_can_fail(run_docker: DockerRunner) -> None:
     run = await run_docker(shell("echo never", invocation={"before_command": "echo preparing; exit 3"}))
-    assert run.result.error_message.splitlines() == ["before_command exited with code 3", "preparing"]
+    assert run.result.error_message.splitlines() == [
+        "before_command exited with code 3: preparing",
+        "preparing",
+    ]
     run = await run_docker(
         shell(
             "cat marker",

@@ -227,7 +227,7 @@ async def test_a_failed_container_keeps_the_job_for_inspection(
     assert run.result.status == "FAILED"
     assert run.result.exit_code == 7
     summary, *tail = run.result.error_message.splitlines()
-    assert summary == "command exited with code 7"
+    assert summary == "command exited with code 7: one / two"  # pod logs: one stream
     assert sorted(tail) == ["one", "two"]  # the pod log merges stdout and stderr: no order between them
     assert fake.names("jobs") == [NAME]
     assert fake.names("configmaps") == [f"{NAME}-f"]
@@ -238,7 +238,10 @@ async def test_a_failed_container_keeps_the_job_for_inspection(
 
 async def test_before_command_failure_is_named(run_k8s: K8sRunner) -> None:
     run = await run_k8s(shell("echo never", invocation={"before_command": "echo preparing; exit 3"}))
-    assert run.result.error_message.splitlines() == ["before_command exited with code 3", "preparing"]
+    assert run.result.error_message.splitlines() == [
+        "before_command exited with code 3: preparing",
+        "preparing",
+    ]
 
 
 async def test_output_without_a_final_newline_is_still_streamed(run_k8s: K8sRunner) -> None:

@@ -155,7 +155,10 @@ async def test_work_dir_is_private_and_secrets_go_before_the_result(run_job: Run
 async def test_before_command_failure_stops_the_job(run_job: Runner) -> None:
     run = await run_job(shell("echo never", invocation={"before_command": "echo preparing; exit 3"}))
     assert run.result.status == "FAILED"
-    assert run.result.error_message.splitlines() == ["before_command exited with code 3", "preparing"]
+    assert run.result.error_message.splitlines() == [
+        "before_command exited with code 3: preparing",
+        "preparing",
+    ]
     assert "never" not in run.text("stdout")
 
 
@@ -163,7 +166,7 @@ async def test_a_failing_command_reports_its_code_and_last_lines(run_job: Runner
     run = await run_job(shell("echo one; echo two >&2; exit 7"))
     assert run.result.status == "FAILED"
     assert run.result.exit_code == 7
-    assert run.result.error_message.splitlines() == ["command exited with code 7", "one", "two"]
+    assert run.result.error_message.splitlines() == ["command exited with code 7: two", "one", "two"]
 
 
 async def test_long_lines_are_cut(run_job: Runner) -> None:

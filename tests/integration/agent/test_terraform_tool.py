@@ -82,5 +82,7 @@ async def test_a_failing_apply_reports_the_step(run_job: Runner, automation_dir:
     (automation_dir / "dns" / "main.tf").write_text('output "x" { value = var.missing }\n')
     run = await run_job(terraform_job())
     assert run.result.status == "FAILED"
-    assert run.result.error_message.splitlines()[0] == "terraform apply exited with code 1"
+    assert run.result.error_message.splitlines()[0] == (  # the first diagnostic, where it is
+        "terraform apply exited with code 1: Error: Reference to undeclared input variable (on main.tf line 1)"
+    )
     assert "Reference to undeclared input variable" in run.result.error_message

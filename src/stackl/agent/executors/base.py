@@ -22,6 +22,8 @@ from stackl.domain.jobs import JobInvocation as JobInvocation
 
 LINE_MAX_BYTES = 16 * 1024  # a longer line is cut (agents.md §3)
 TAIL_MAX_BYTES = 64 * 1024  # last output kept for the error message (agents.md §4)
+STDERR_TAIL_LINES = 50  # last stderr lines kept apart: where tools write their errors (the failure's cause)
+CAUSE_MAX_CHARS = 300  # the one-line cause that leads a failure's error message
 
 Stream = Literal["stdout", "stderr", "system"]
 Status = Literal["READY", "FAILED"]
@@ -65,6 +67,7 @@ class LineSink:
         self.masker = masker
         self._tail: deque[str] = deque()
         self._tail_bytes = 0
+        self._stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
 
     def keep_bytes(self) -> int:
         """How many leading bytes of an over-long line to keep so no secret is cut in half before masking."""
@@ -81,6 +84,8 @@ class LineSink:
             )
         if stream != "system":
             self._keep(masked)
+        if stream == "stderr" and masked.strip():
+            self._stderr.append(masked)
         outcome = self._emit(LogLine(stream, masked))
         if inspect.isawaitable(outcome):
             await outcome
@@ -95,6 +100,24 @@ class LineSink:
         while self._tail_bytes > TAIL_MAX_BYTES and len(self._tail) > 1:
             self._tail_bytes -= len(self._tail.popleft().encode("utf-8")) + 1
 
+    def stderr_tail(self) -> list[str]:
+        """The last non-blank stderr lines (masked), oldest first."""
+        return list(self._stderr)
+
+    def output_tail(self, lines: int) -> list[str]:
+        """The last ``lines`` non-blank lines of any stream (masked), oldest first."""
+        found: list[str] = []
+        for text in reversed(self._tail):
+            if text.strip():
+                found.append(text)
+                if len(found) == lines:
+                    break
+        return found[::-1]
+
+    def fallback_cause(self) -> str:
+        """What most tools' failures come down to: their last stderr lines, else their last output lines."""
+        return one_line(" / ".join(line.strip() for line in (self.stderr_tail()[-3:] or self.output_tail(2))))
+
     def error_message(self, summary: str) -> str:
         """`summary` (masked) followed by the last lines of output, at most 64 KiB in all."""
         text = "\n".join([self.masker.mask(summary), *self._tail])
@@ -102,6 +125,17 @@ class LineSink:
         if len(raw) > TAIL_MAX_BYTES:
             text = raw[-TAIL_MAX_BYTES:].decode("utf-8", errors="ignore")
         return text
+
+
+def one_line(text: str, limit: int = CAUSE_MAX_CHARS) -> str:
+    """``text`` on one line (whitespace runs squeezed), cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def with_cause(summary: str, cause: str) -> str:
+    """The first line of a failure: ``<what exited> : <why>`` when the cause is known."""
+    return f"{summary}: {cause}" if cause else summary
 
 
 class LineSplitter:

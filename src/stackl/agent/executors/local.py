@@ -29,7 +29,17 @@ import structlog
 
 from stackl import errors
 from stackl.agent import outputs, proctree, secrets
-from stackl.agent.executors.base import Emit, Executor, Job, LineSink, LineSplitter, Result, Stream
+from stackl.agent.executors.base import (
+    Emit,
+    Executor,
+    Job,
+    LineSink,
+    LineSplitter,
+    Result,
+    Stream,
+    one_line,
+    with_cause,
+)
 from stackl.agent.tools.ansible import AnsibleTool
 from stackl.agent.tools.base import Step, Tool, ToolContext
 from stackl.agent.tools.packer import PackerTool
@@ -110,8 +120,9 @@ def resolve_code_dir(working_directory: str, default: str, automation_dirs: Sequ
 
 
 class _StepFailed(errors.ToolFailed):
-    def __init__(self, name: str, exit_code: int) -> None:
-        super().__init__(f"{name} exited with code {exit_code}")
+    def __init__(self, name: str, exit_code: int, cause: str = "") -> None:
+        super().__init__(with_cause(f"{name} exited with code {exit_code}", cause))
+        self.name = name
         self.exit_code = exit_code
 
 
@@ -241,11 +252,20 @@ class LocalExecutor(Executor):
             env = self.environment(job, workdir) | tool.environment(ctx)
             deadline = time.monotonic() + invocation.timeout
             started = time.monotonic()  # duration_s is the tool run time
-            if invocation.before_command:
-                step = Step("before_command", ["sh", "-c", invocation.before_command], ctx.code_dir)
-                await self._step(step, env, sink, cancel, deadline, invocation.timeout)
-            for step in tool.steps(ctx):
-                await self._step(step, env | step.env, sink, cancel, deadline, invocation.timeout)
+            try:
+                if invocation.before_command:
+                    step = Step("before_command", ["sh", "-c", invocation.before_command], ctx.code_dir)
+                    await self._step(step, env, sink, cancel, deadline, invocation.timeout)
+                for step in tool.steps(ctx):
+                    await self._step(step, env | step.env, sink, cancel, deadline, invocation.timeout)
+            except _StepFailed as exc:  # say why, while the tool's records are still there
+                own = (
+                    ""
+                    if exc.name == "before_command"
+                    else await asyncio.to_thread(tool.failure_cause, ctx, sink.stderr_tail())
+                )
+                cause = one_line(sink.masker.mask(own)) if own else sink.fallback_cause()
+                raise _StepFailed(exc.name, exc.exit_code, cause) from None
             result = Result("READY", duration_s=time.monotonic() - started, exit_code=0)
             if job.action != "delete":
                 document = await asyncio.to_thread(tool.collect_outputs, ctx)

@@ -27,7 +27,7 @@ import yaml
 
 from stackl import errors
 from stackl.agent import secrets
-from stackl.agent.executors.base import Emit, Job, LineSink, Result
+from stackl.agent.executors.base import Emit, Job, LineSink, Result, with_cause
 from stackl.agent.tools import ansible, packer, terraform
 from stackl.agent.tools.ansible import AnsibleTool
 from stackl.agent.tools.base import Step, Tool, ToolContext
@@ -444,8 +444,9 @@ async def guarded_run(job: Job, emit: Emit, secret_handler: str, body: RunBody) 
         handled = secrets.handle(secret_handler, job.secrets)
         sink.masker = secrets.Masker(job.secrets, handled)
         return await body(handled, sink)
-    except Exited as exc:
-        return failed(sink, exc.message, started, exit_code=exc.exit_code)
+    except Exited as exc:  # the container's own last words say why (its stderr, else its output)
+        summary = with_cause(exc.message, sink.fallback_cause())
+        return failed(sink, summary, started, exit_code=exc.exit_code)
     except Stopped as exc:
         return failed(sink, exc.message, started, timed_out=exc.timed_out, cancelled=not exc.timed_out)
     except errors.ExecutionError as exc:

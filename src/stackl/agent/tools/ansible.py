@@ -179,16 +179,64 @@ class AnsibleTool(Tool):
     def collect_outputs(self, ctx: ToolContext) -> OutputDocument:
         events = ctx.workdir.path(RUNNER_DIR) / "artifacts" / RUNNER_IDENT / "job_events"
         data: dict[str, Any] = {}
-        for path in sorted(events.glob("*.json")) if events.is_dir() else []:
-            try:
-                event = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                continue
-            if isinstance(event, dict) and event.get("event") == "playbook_on_stats":
+        for event in _events(events):
+            if event.get("event") == "playbook_on_stats":
                 artifact = (event.get("event_data") or {}).get("artifact_data")
                 if isinstance(artifact, dict):
                     data = artifact
         return OutputDocument(document=data, default=data)
 
+    def failure_cause(self, ctx: ToolContext, stderr: list[str]) -> str:
+        """The first task that failed for good, from ansible-runner's event records (not from the text).
+
+        ``task "<name>" failed on <host>: <message>``, or ``host <host> unreachable: <message>``; failures
+        under ``ignore_errors`` and ones a later ``rescue`` handled still count as the first *fatal* one only
+        when nothing else failed. "" when the run left no such event (a syntax error stops it before any).
+        """
+        events = ctx.workdir.path(RUNNER_DIR) / "artifacts" / RUNNER_IDENT / "job_events"
+        fatal: list[str] = []
+        ignored: list[str] = []
+        for event in _events(events):
+            data = event.get("event_data") or {}
+            if not isinstance(data, dict):
+                continue
+            kind = event.get("event")
+            if kind in ("runner_on_failed", "runner_on_unreachable"):
+                cause = _describe_failure(kind, data)
+                (ignored if data.get("ignore_errors") else fatal).append(cause)
+        return (fatal or ignored or [""])[0]
+
     def secret_paths(self, ctx: ToolContext) -> list[Path]:
         return [ctx.workdir.path(PRIVATE_KEY_FILE), ctx.workdir.path(RUNNER_DIR)]
+
+
+def _events(directory: Path) -> list[dict[str, Any]]:
+    """ansible-runner's event records, in the order they happened (file names start with the counter)."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for path in directory.glob("*.json") if directory.is_dir() else []:
+        try:
+            event = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            counter = event.get("counter")
+            found.append((counter if isinstance(counter, int) else 0, event))
+    return [event for _, event in sorted(found, key=lambda pair: pair[0])]
+
+
+def _describe_failure(kind: object, data: dict[str, Any]) -> str:
+    host = str(data.get("host") or data.get("remote_addr") or "?")
+    found = data.get("res")
+    res: dict[str, Any] = found if isinstance(found, dict) else {}
+    message = ""
+    for key in ("msg", "stderr", "reason", "module_stderr", "stdout"):
+        value = res.get(key)
+        if isinstance(value, str) and value.strip():
+            # A message's first paragraph says what went wrong (Ansible then quotes the offending code);
+            # a command's output says it in its last line.
+            message = value.strip().split("\n\n")[0] if key == "msg" else value.strip().splitlines()[-1]
+            break
+    if kind == "runner_on_unreachable":
+        return f"host {host} unreachable: {message}" if message else f"host {host} unreachable"
+    task = str(data.get("task") or "?")
+    return f'task "{task}" failed on {host}: {message}' if message else f'task "{task}" failed on {host}'

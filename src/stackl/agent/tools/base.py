@@ -104,6 +104,14 @@ class Tool(abc.ABC):
     def finish(self, ctx: ToolContext, *, succeeded: bool) -> None:  # noqa: B027 - optional hook, no-op by default
         """Called after the steps, success or failure, before secrets are removed (e.g. save Terraform state)."""
 
+    def failure_cause(self, ctx: ToolContext, stderr: list[str]) -> str:
+        """Why a step of this tool failed, in one short line, or "" to let the executor use the last stderr lines.
+
+        Called after a non-zero exit, before secret files are removed; ``stderr`` holds the last stderr lines,
+        already masked. The executor masks the answer again and cuts it to one line.
+        """
+        return ""
+
     def secret_paths(self, ctx: ToolContext) -> list[Path]:
         """Files and directories besides `secrets.json` that may hold secret values; removed before the result."""
         return []

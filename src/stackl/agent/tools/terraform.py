@@ -9,6 +9,7 @@ sensitive values in clear; sensitive outputs are never reported.
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,27 @@ STATE_FILE = "terraform.tfstate"
 OUTPUT_FILE = "terraform-output.json"
 BACKEND_PARAMETER = "terraform_backend"
 LEGACY_OUTPUT_PREFIX = "values.outputs."  # STACKL 0.5 read `terraform show -json`
+_BOX = re.compile(r"^[\s╷│╵]*")  # the frame Terraform/OpenTofu draw around a diagnostic on a terminal
+_WITH = re.compile(r"^with (?P<address>\S+?),?$")
+_ON = re.compile(r"^on (?P<file>\S+) line (?P<line>\d+)")
+
+
+def diagnostic_cause(stderr: list[str]) -> str:
+    """The first ``Error:`` diagnostic in Terraform's stderr with the address and position it names, or ""."""
+    lines = [_BOX.sub("", line).strip() for line in stderr]
+    for index, line in enumerate(lines):
+        if not line.startswith("Error: "):
+            continue
+        where: list[str] = []
+        for detail in lines[index + 1 : index + 8]:
+            if detail.startswith(("Error: ", "Warning: ")):
+                break
+            if found := _WITH.match(detail):
+                where.insert(0, f"with {found['address']}")
+            elif found := _ON.match(detail):
+                where.append(f"on {found['file']} line {found['line']}")
+        return f"{line} ({', '.join(where)})" if where else line
+    return ""
 
 
 def state_dir(ctx: ToolContext) -> Path:
@@ -126,6 +148,10 @@ class TerraformTool(Tool):
         if current.exists():
             directory.mkdir(parents=True, exist_ok=True, mode=workdir.DIR_MODE)
             workdir.write_private(directory / STATE_FILE, current.read_bytes())
+
+    def failure_cause(self, ctx: ToolContext, stderr: list[str]) -> str:
+        """The first diagnostic Terraform printed: ``Error: <summary> (with <address>, on <file> line <n>)``."""
+        return diagnostic_cause(stderr)
 
     def secret_paths(self, ctx: ToolContext) -> list[Path]:
         # State and its backups hold every attribute in clear, sensitive ones included.
