@@ -6,6 +6,7 @@ everything without JavaScript too.
 """
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -14,6 +15,7 @@ from fastapi.responses import Response
 
 from stackl import errors
 from stackl.api.deps import PortsDep
+from stackl.api.ui import pictures
 from stackl.api.ui.common import UIRoute, aggregate_status, job_log, render
 from stackl.domain import documents
 from stackl.domain.stored import StoredDocument
@@ -72,9 +74,17 @@ async def _live(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
         for index, replica in enumerate(replicas)
         if (outputs := replica.get("outputs"))
     ]
+    last = active or (tasks[0] if tasks else None)
     return {
         "name": stored.name,
         "revision": stored.revision,
+        "topology": pictures.topology(body),
+        "timeline": pictures.timeline(
+            await _bars(ports, body, str(last["id"]) if last else None),
+            ports.clock.now(),
+            f"Timeline of task {last['id']} ({last['kind']})" if last else "Timeline",
+        ),
+        "timeline_task": last,
         "status": aggregate_status(body.get("status", [])),
         "steps": _steps(body),
         "tasks": tasks,
@@ -82,6 +92,50 @@ async def _live(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
         "instance_outputs": body.get("instance_outputs", {}),
         "replica_outputs": replica_outputs,
     }
+
+
+async def _bars(ports: Ports, body: Mapping[str, Any], task_id: str | None) -> list[pictures.Bar]:
+    """Every attempt of the steps task ``task_id`` dispatched.
+
+    Each attempt waited from its dispatch (or the previous attempt's end) and ran from the agent's start to
+    its result.
+    """
+    bars: list[pictures.Bar] = []
+    if task_id is None:
+        return bars
+    for entry in body.get("status", []):
+        job_id = entry.get("job_id")
+        dispatched = _moment(entry.get("started_at"))
+        if not job_id or entry.get("task_id") != task_id or dispatched is None:
+            continue
+        label = f"{entry.get('service')}[{entry.get('replica') or 0}]/{entry.get('functional_requirement')}"
+        attempts = sorted(await ports.agents.attempts(str(job_id)), key=lambda a: a.attempt)
+        queued = dispatched
+        for attempt in attempts:
+            last = attempt is attempts[-1]
+            status = str(entry.get("status")) if last else "FAILED"
+            ended = attempt.result_at or (_moment(entry.get("finished_at")) if last else None)
+            bars.append(
+                pictures.Bar(
+                    label, attempt.attempt, status, queued, attempt.started_at or attempt.claimed_at, ended
+                )
+            )
+            queued = ended or queued
+        if not attempts:  # dispatched, no agent has claimed it yet
+            bars.append(pictures.Bar(label, 1, str(entry.get("status")), dispatched, None, None))
+        if len(bars) >= pictures.MAX_BARS:
+            break
+    return bars
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def explanation_view(placement: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from stackl import errors
 from stackl.api import problems
 from stackl.api.deps import PortsDep, SubjectDep
+from stackl.api.ui import pictures
 from stackl.api.ui.common import UIRoute, read_form, render, same_origin
 from stackl.api.ui.instances import explanation_view
 from stackl.usecases import documents as document_cases
@@ -77,6 +78,7 @@ async def _page(
 ) -> Response:
     status = problems.status_of(error) if error is not None else 200
     explained = answer.get("explanation") if answer else getattr(error, "explanation", None)
+    view = explanation_view(explained) if isinstance(explained, dict) else []
     return render(
         request,
         "plan.html",
@@ -84,7 +86,8 @@ async def _page(
         status=status,
         form=form,
         answer=answer,
-        explanation=explanation_view(explained) if isinstance(explained, dict) else [],
+        explanation=view,
+        matrix=pictures.placement_matrix(view) if view else "",
         error=error,
     )
 

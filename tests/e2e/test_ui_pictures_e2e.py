@@ -1,0 +1,83 @@
+"""The pictures of the web UI in a real browser: topology and timeline of the deployed demo instance, and the
+placement matrix of the plan page (operator experience, item 3).
+
+The instance is the demo's (``examples/web_shop.instance.yml``), deployed by the server's embedded agent with
+the real example playbooks; the pictures are read as the browser shows them (SVG elements and their titles).
+"""
+
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from playwright.sync_api import Page, expect
+from tests.e2e.conftest import ServerProcess, wait_until
+from tests.e2e.test_ui_e2e import (  # noqa: F401 - fixtures shared with the other browser tests
+    DEPLOY_TIMEOUT_MS,
+    browser,
+    live_server,
+    page,
+    screenshots_on_failure,
+)
+
+from stackl.processes.demo import examples_dir
+
+pytestmark = pytest.mark.browser
+
+
+def deploy_demo(server: ServerProcess, tmp_path: Path) -> None:
+    manifest = yaml.safe_load((examples_dir() / "web_shop.instance.yml").read_text(encoding="utf-8"))
+    body = {"stack_instance_name": "demo", **manifest}
+    body["params"] = {**body.get("params", {}), "output_dir": str(tmp_path / "out")}
+    created = httpx.post(f"{server.url}/stack_instances", json=body, timeout=30)
+    assert created.status_code in (200, 201, 202), created.text
+
+    def ready() -> bool:
+        found = httpx.get(f"{server.url}/stack_instances/demo", timeout=10).json()
+        return bool(found.get("status")) and all(s["status"] == "READY" for s in found["status"])
+
+    wait_until(ready, timeout_s=DEPLOY_TIMEOUT_MS / 1000, what="the demo instance READY")
+
+
+def test_topology_and_timeline_of_the_demo_instance(
+    page: Page,  # noqa: F811 - the shared fixture
+    live_server: ServerProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    deploy_demo(live_server, tmp_path)
+    with screenshots_on_failure(page, live_server, "pictures"):
+        page.goto(f"{live_server.url}/ui/instances/demo")
+        topology = page.locator("#topology svg")
+        expect(topology).to_be_visible()
+        expect(topology.locator("g.pic-node")).to_have_count(2)
+        expect(topology.locator("g.pic-node[data-node='db/0']")).to_have_attribute("data-status", "READY")
+        expect(topology.locator("g.pic-node[data-node='web/0']")).to_have_attribute("data-status", "READY")
+        edge = topology.locator("path.pic-edge")
+        expect(edge).to_have_count(1)  # the web step is configured with the database step's outputs
+        expect(edge.locator("title")).to_contain_text("db[0] → web[0]")
+
+        timeline = page.locator("#timeline svg")
+        expect(timeline.locator("g.pic-bar")).to_have_count(2)
+        for step in ("db[0]/postgres_config", "web[0]/nginx_config"):
+            bar = timeline.locator(f"g.pic-bar[data-step='{step}']")
+            expect(bar).to_have_attribute("data-status", "READY")
+            expect(bar.locator("rect.st-ready")).to_have_count(1)  # it ran
+            expect(bar.locator("title")).to_contain_text("waited")
+        expect(page.locator("#timeline figcaption")).to_contain_text("succeeded")
+
+
+def test_placement_matrix_on_the_plan_page(
+    page: Page,  # noqa: F811 - the shared fixture
+    live_server: ServerProcess,  # noqa: F811
+) -> None:
+    with screenshots_on_failure(page, live_server, "matrix"):
+        page.goto(f"{live_server.url}/ui/plan")
+        page.get_by_label("Instance name").fill("matrix")
+        page.get_by_label("Application template (SAT)").select_option("web_shop")
+        page.get_by_label("Infrastructure template (SIT)").select_option("local")
+        page.get_by_role("button", name="Plan").click()
+        matrix = page.locator("#placement-matrix svg")
+        expect(matrix).to_be_visible()
+        expect(matrix.locator("rect.pic-cell[data-result='chosen']")).to_have_count(2)  # db and web
+        cell = matrix.locator("rect.pic-cell[data-alias='web'][data-result='chosen']")
+        expect(cell.locator("title")).to_contain_text("web on ")
