@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from xml.etree import ElementTree
 
 from stackl.api.ui import pictures
@@ -83,7 +84,7 @@ def test_timeline_draws_the_wait_and_the_run_of_every_attempt() -> None:
 
 
 def test_placement_matrix_has_a_cell_per_candidate_with_the_deciding_rule() -> None:
-    explanation = [
+    explanation: list[dict[str, Any]] = [
         {
             "alias": "web",
             "candidates": [
