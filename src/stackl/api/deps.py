@@ -231,6 +231,9 @@ OPERATIONS: dict[str, Op] = {
     "ui_document_restore": Op(Action.restore, type_param="doc_type", name_param="name"),
     "ui_plan_submit": Op(Action.plan, "stack_instance"),
     "ui_plan_deploy": Op(Action.create, "stack_instance", instance=True),
+    "ui_task": Op(Action.read, "task", name_param="task_id"),
+    "ui_task_live": Op(Action.read, "task", name_param="task_id"),
+    "ui_task_cancel": Op(Action.cancel, "task", name_param="task_id"),
 }
 
 

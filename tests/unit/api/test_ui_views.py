@@ -59,3 +59,38 @@ async def test_the_plan_page_draws_the_placement_matrix(api: httpx.AsyncClient) 
     matrix = page.split('<figure id="placement-matrix">', 1)[1].split("</figure>", 1)[0]
     assert '<svg class="picture matrix"' in matrix
     assert 'data-result="chosen"' in matrix
+
+
+async def test_the_task_page_shows_steps_and_cancels_the_task(api: httpx.AsyncClient, ports: Ports) -> None:
+    assert (await deploy(api)).status_code == 303
+    [item] = await ports.broker.list(queue="tasks")
+    page = html(await api.get(f"/ui/tasks/{item.id}"))
+    assert f'Task <span class="name">{item.id}</span>' in page
+    assert 'id="task-steps"' in page
+    assert "Cancel this task" in page  # queued: it can be stopped
+    assert 'hx-get="/ui/tasks/' in page  # and it refreshes while active
+    assert '<svg class="picture timeline"' in page or "No step has been dispatched" in page
+
+    refused = await api.post(f"/ui/tasks/{item.id}/cancel")  # no Origin: a cross-site form is refused
+    assert refused.status_code == 403
+    done = await api.post(f"/ui/tasks/{item.id}/cancel", headers=ORIGIN)
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/ui/tasks/{item.id}?cancelled=1"
+    after = html(await api.get(done.headers["location"]))
+    assert "Cancel requested" in after
+    assert "Cancel this task" not in after  # final now
+    assert (await ports.broker.get(item.id)).state == "cancelled"  # type: ignore[union-attr]
+    again = await api.post(f"/ui/tasks/{item.id}/cancel", headers=ORIGIN)
+    assert again.status_code == 409  # already final: said on an error page, not a 500
+
+
+async def test_an_unknown_task_is_a_404_page(api: httpx.AsyncClient) -> None:
+    page = html(await api.get("/ui/tasks/01NOSUCHTASK"), status=404)
+    assert "01NOSUCHTASK" in page
+
+
+async def test_task_links_lead_to_the_task_page(api: httpx.AsyncClient, ports: Ports) -> None:
+    assert (await deploy(api)).status_code == 303
+    [item] = await ports.broker.list(queue="tasks")
+    assert f'href="/ui/tasks/{item.id}"' in html(await api.get("/ui/instances/shop"))
+    assert f'href="/ui/tasks/{item.id}"' in html(await api.get("/ui"))

@@ -5,7 +5,7 @@ fragment of its own that htmx polls every two seconds; the page renders it inlin
 everything without JavaScript too.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -80,7 +80,7 @@ async def _live(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
         "revision": stored.revision,
         "topology": pictures.topology(body),
         "timeline": pictures.timeline(
-            await _bars(ports, body, str(last["id"]) if last else None),
+            await bars(ports, _entry_steps(body, str(last["id"]) if last else None)),
             ports.clock.now(),
             f"Timeline of task {last['id']} ({last['kind']})" if last else "Timeline",
         ),
@@ -94,38 +94,46 @@ async def _live(ports: Ports, stored: StoredDocument) -> dict[str, Any]:
     }
 
 
-async def _bars(ports: Ports, body: Mapping[str, Any], task_id: str | None) -> list[pictures.Bar]:
-    """Every attempt of the steps task ``task_id`` dispatched.
+async def bars(ports: Ports, steps: Sequence[Mapping[str, Any]]) -> list[pictures.Bar]:
+    """Every attempt of the given steps as timeline bars.
 
-    Each attempt waited from its dispatch (or the previous attempt's end) and ran from the agent's start to
-    its result.
+    A step gives ``label``, ``job_id``, ``started_at`` (its dispatch), ``finished_at`` and ``status``. An
+    attempt waited from the dispatch (or the previous attempt's end) and ran from the agent's start to its
+    result; the agents' attempt records give those moments.
     """
-    bars: list[pictures.Bar] = []
-    if task_id is None:
-        return bars
-    for entry in body.get("status", []):
-        job_id = entry.get("job_id")
-        dispatched = _moment(entry.get("started_at"))
-        if not job_id or entry.get("task_id") != task_id or dispatched is None:
+    out: list[pictures.Bar] = []
+    for step in steps:
+        dispatched = _moment(step.get("started_at"))
+        if not step.get("job_id") or dispatched is None:
             continue
-        label = f"{entry.get('service')}[{entry.get('replica') or 0}]/{entry.get('functional_requirement')}"
-        attempts = sorted(await ports.agents.attempts(str(job_id)), key=lambda a: a.attempt)
+        label, status = str(step["label"]), str(step.get("status"))
+        attempts = sorted(await ports.agents.attempts(str(step["job_id"])), key=lambda a: a.attempt)
         queued = dispatched
         for attempt in attempts:
             last = attempt is attempts[-1]
-            status = str(entry.get("status")) if last else "FAILED"
-            ended = attempt.result_at or (_moment(entry.get("finished_at")) if last else None)
-            bars.append(
-                pictures.Bar(
-                    label, attempt.attempt, status, queued, attempt.started_at or attempt.claimed_at, ended
-                )
+            ended = attempt.result_at or (_moment(step.get("finished_at")) if last else None)
+            began = attempt.started_at or attempt.claimed_at
+            out.append(
+                pictures.Bar(label, attempt.attempt, status if last else "FAILED", queued, began, ended)
             )
             queued = ended or queued
         if not attempts:  # dispatched, no agent has claimed it yet
-            bars.append(pictures.Bar(label, 1, str(entry.get("status")), dispatched, None, None))
-        if len(bars) >= pictures.MAX_BARS:
+            out.append(pictures.Bar(label, 1, status, dispatched, None, None))
+        if len(out) >= pictures.MAX_BARS:
             break
-    return bars
+    return out
+
+
+def _entry_steps(body: Mapping[str, Any], task_id: str | None) -> list[Mapping[str, Any]]:
+    """The status entries task ``task_id`` dispatched, as ``bars`` reads them."""
+    return [
+        {
+            **entry,
+            "label": f"{entry.get('service')}[{entry.get('replica') or 0}]/{entry.get('functional_requirement')}",
+        }
+        for entry in body.get("status", [])
+        if task_id is not None and entry.get("task_id") == task_id
+    ]
 
 
 def _moment(value: object) -> datetime | None:

@@ -1,16 +1,19 @@
-"""The pictures of the web UI in a real browser: topology and timeline of the deployed demo instance, and the
-placement matrix of the plan page (operator experience, item 3).
+"""What an operator sees and does in the web UI, in a real browser: the topology and timeline of the deployed
+demo instance, the placement matrix of the plan page (operator experience, item 3), and a running task stopped
+from its task page (item 4).
 
 The instance is the demo's (``examples/web_shop.instance.yml``), deployed by the server's embedded agent with
 the real example playbooks; the pictures are read as the browser shows them (SVG elements and their titles).
 """
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 from playwright.sync_api import Page, expect
+from tests import factories
 from tests.e2e.conftest import ServerProcess, wait_until
 from tests.e2e.test_ui_e2e import (  # noqa: F401 - fixtures shared with the other browser tests
     DEPLOY_TIMEOUT_MS,
@@ -81,3 +84,43 @@ def test_placement_matrix_on_the_plan_page(
         expect(matrix.locator("rect.pic-cell[data-result='chosen']")).to_have_count(2)  # db and web
         cell = matrix.locator("rect.pic-cell[data-alias='web'][data-result='chosen']")
         expect(cell.locator("title")).to_contain_text("web on ")
+
+
+def slow_documents() -> list[dict[str, Any]]:
+    return [
+        factories.environment(),
+        factories.location(agent="common"),
+        factories.zone(),
+        factories.functional_requirement(
+            "long_job", params={}, invocation={"generic": {"tool": "shell", "command": "sleep 600"}}
+        ),
+        factories.service("slow", functional_requirements=["long_job"], resource_requirements={}),
+        factories.stack_application_template("slow_app", services=[{"name": "work", "service": "slow"}]),
+        factories.stack_infrastructure_template("prod"),
+    ]
+
+
+def test_cancel_a_running_task_from_its_page(
+    page: Page,  # noqa: F811 - the shared fixture
+    server: ServerProcess,
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.post("/documents", json=slow_documents()).status_code == 200
+        request = {
+            "stack_instance_name": "slow",
+            "stack_application_template": "slow_app",
+            "stack_infrastructure_template": "prod",
+        }
+        created = client.post("/stack_instances", json=request)
+        assert created.status_code == 200, created.text
+        task_id = created.headers["stackl-task-id"]
+    with screenshots_on_failure(page, server, "cancel"):
+        page.goto(f"{server.url}/ui/tasks/{task_id}")
+        step = page.locator("#task-steps tr[data-step='work/0/long_job']")
+        expect(step).to_contain_text("running", timeout=60_000)  # the page follows the task by itself
+        page.get_by_role("button", name="Cancel this task").click()
+        page.wait_for_url(f"{server.url}/ui/tasks/{task_id}?cancelled=1")
+        expect(page.get_by_role("status").first).to_contain_text("Cancel requested")
+        expect(page.locator("#task-state")).to_have_text("cancelled", timeout=60_000)
+        expect(step).to_contain_text("cancelled")
+        expect(page.get_by_role("button", name="Cancel this task")).to_have_count(0)
