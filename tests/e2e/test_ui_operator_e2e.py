@@ -92,7 +92,11 @@ def slow_documents() -> list[dict[str, Any]]:
         factories.location(agent="common"),
         factories.zone(),
         factories.functional_requirement(
-            "long_job", params={}, invocation={"generic": {"tool": "shell", "command": "sleep 600"}}
+            "long_job",
+            params={},
+            invocation={
+                "generic": {"tool": "shell", "command": '[ "$STACKL_ACTION" = delete ] || sleep 600'}
+            },
         ),
         factories.service("slow", functional_requirements=["long_job"], resource_requirements={}),
         factories.stack_application_template("slow_app", services=[{"name": "work", "service": "slow"}]),
@@ -100,7 +104,7 @@ def slow_documents() -> list[dict[str, Any]]:
     ]
 
 
-def test_cancel_a_running_task_from_its_page(
+def test_cancel_a_running_task_then_delete_with_force_from_the_instance_page(
     page: Page,  # noqa: F811 - the shared fixture
     server: ServerProcess,
 ) -> None:
@@ -124,3 +128,15 @@ def test_cancel_a_running_task_from_its_page(
         expect(page.locator("#task-state")).to_have_text("cancelled", timeout=60_000)
         expect(step).to_contain_text("cancelled")
         expect(page.get_by_role("button", name="Cancel this task")).to_have_count(0)
+
+        # The step did not finish: the instance page offers a retry and a forced delete, and says why.
+        page.goto(f"{server.url}/ui/instances/slow")
+        expect(page.get_by_role("button", name="Retry failed steps")).to_be_visible()
+        expect(
+            page.locator("#actions-heading + p, section[aria-labelledby='actions-heading']")
+        ).to_contain_text("Some steps failed: with force")
+        expect(page.get_by_label("force")).to_be_checked()
+        page.get_by_role("button", name="Delete this instance").click()
+        page.wait_for_url(f"{server.url}/ui/tasks/*")
+        expect(page.locator("#task-state")).to_have_text("succeeded", timeout=60_000)
+        assert httpx.get(f"{server.url}/stack_instances/slow", timeout=10).status_code == 404

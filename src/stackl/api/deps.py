@@ -234,6 +234,10 @@ OPERATIONS: dict[str, Op] = {
     "ui_task": Op(Action.read, "task", name_param="task_id"),
     "ui_task_live": Op(Action.read, "task", name_param="task_id"),
     "ui_task_cancel": Op(Action.cancel, "task", name_param="task_id"),
+    "ui_instance_update": Op(Action.update, "stack_instance", name_param="name", instance=True),
+    "ui_instance_retry": Op(Action.update, "stack_instance", name_param="name", instance=True),
+    "ui_instance_rollback": Op(Action.restore, "stack_instance", name_param="name", instance=True),
+    "ui_instance_delete": Op(Action.delete, "stack_instance", name_param="name", instance=True),
 }
 
 

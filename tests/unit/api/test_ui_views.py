@@ -94,3 +94,66 @@ async def test_task_links_lead_to_the_task_page(api: httpx.AsyncClient, ports: P
     [item] = await ports.broker.list(queue="tasks")
     assert f'href="/ui/tasks/{item.id}"' in html(await api.get("/ui/instances/shop"))
     assert f'href="/ui/tasks/{item.id}"' in html(await api.get("/ui"))
+
+
+async def cancelled_deploy(api: httpx.AsyncClient, ports: Ports) -> str:
+    """The instance ``shop`` whose create task was cancelled before it ran: no step ran, so it is FAILED."""
+    assert (await deploy(api)).status_code == 303
+    [item] = await ports.broker.list(queue="tasks")
+    assert (await api.post(f"/ui/tasks/{item.id}/cancel", headers=ORIGIN)).status_code == 303
+    return item.id
+
+
+async def test_retry_update_rollback_and_delete_from_the_instance_page(
+    api: httpx.AsyncClient, ports: Ports
+) -> None:
+    await cancelled_deploy(api, ports)
+    page = html(await api.get("/ui/instances/shop"))
+    assert "Retry failed steps" in page
+    assert "Some steps failed: with force" in page  # delete explains force, preselected
+
+    retried = await api.post("/ui/instances/shop/retry", headers=ORIGIN)
+    assert retried.status_code == 303
+    retry_task = retried.headers["location"].rsplit("/", 1)[1]
+    assert (await ports.broker.get(retry_task)).kind == "update"  # type: ignore[union-attr]
+    busy = await api.post("/ui/instances/shop/retry", headers=ORIGIN)  # a task runs: refused, said why
+    assert busy.status_code == 409
+    assert "busy" in busy.text.lower() or "task" in busy.text.lower()
+    await api.post(f"/ui/tasks/{retry_task}/cancel", headers=ORIGIN)
+
+    bad = await api.post("/ui/instances/shop/update", data={"params": "owner: [unclosed"}, headers=ORIGIN)
+    assert bad.status_code == 422
+    assert "params is not valid YAML" in bad.text
+    updated = await api.post(
+        "/ui/instances/shop/update", data={"params": "owner: team-b\n", "force_rerun": "on"}, headers=ORIGIN
+    )
+    assert updated.status_code == 303
+    update_task = await ports.broker.get(updated.headers["location"].rsplit("/", 1)[1])
+    assert update_task is not None
+    assert update_task.payload["options"]["force_rerun"] is True
+    await api.post(f"/ui/tasks/{update_task.id}/cancel", headers=ORIGIN)
+
+    page = html(await api.get("/ui/instances/shop"))
+    before = update_task.payload["revision_before"]
+    assert f"Roll back to revision {before}" in page
+    rolled = await api.post("/ui/instances/shop/rollback", data={"revision": str(before)}, headers=ORIGIN)
+    assert rolled.status_code == 303
+    restore_task = await ports.broker.get(rolled.headers["location"].rsplit("/", 1)[1])
+    assert restore_task is not None
+    assert restore_task.kind == "restore"
+    await api.post(f"/ui/tasks/{restore_task.id}/cancel", headers=ORIGIN)
+    nonsense = await api.post("/ui/instances/shop/rollback", data={"revision": "10" * 20}, headers=ORIGIN)
+    assert nonsense.status_code == 422
+
+    deleted = await api.post("/ui/instances/shop/delete", data={"force": "on"}, headers=ORIGIN)
+    assert deleted.status_code == 303
+    delete_task = await ports.broker.get(deleted.headers["location"].rsplit("/", 1)[1])
+    assert delete_task is not None
+    assert delete_task.kind == "delete"
+    assert delete_task.payload["options"]["force"] is True
+
+
+async def test_instance_actions_refuse_a_cross_site_form(api: httpx.AsyncClient, ports: Ports) -> None:
+    await cancelled_deploy(api, ports)
+    for action in ("retry", "update", "rollback", "delete"):
+        assert (await api.post(f"/ui/instances/shop/{action}")).status_code == 403, action

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import yaml
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
@@ -174,6 +175,7 @@ async def instance_page(request: Request, ports: PortsDep, name: Name) -> Respon
     """Everything about one stack instance."""
     stored = await _instance(ports, name)
     body = documents.mask_secrets(stored.body)  # every secrets map of the instance shown as ********
+    live = await _live(ports, stored)
     replicas = [
         {"alias": alias, "replica": index, **replica}
         for alias, items in body.get("services", {}).items()
@@ -187,7 +189,12 @@ async def instance_page(request: Request, ports: PortsDep, name: Name) -> Respon
         replicas=replicas,
         explanation=explanation_view(body.get("placement") or {}),
         placement=body.get("placement") or {},
-        live=await _live(ports, stored),
+        live=live,
+        params_yaml=yaml.safe_dump(body.get("instance_params") or {}, sort_keys=True)
+        if body.get("instance_params")
+        else "",
+        rollback_to=(live["timeline_task"] or {}).get("revision_before"),
+        failed=task_queries.instance_state(body, None) == "FAILED",  # a step failed or never ran
     )
 
 

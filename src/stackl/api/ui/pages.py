@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from stackl import errors
 from stackl.api.deps import PortsDep
-from stackl.api.ui import documents, instances, plan, tasks
+from stackl.api.ui import actions, documents, instances, plan, tasks
 from stackl.api.ui.common import PREFIX, UIRoute, aggregate_status, render, ui_access
 from stackl.usecases import agent_registry, task_queries
 from stackl.usecases import documents as document_cases
@@ -92,7 +92,7 @@ async def static(name: Annotated[str, Path(max_length=100)]) -> Response:
     )
 
 
-for _module in (instances, documents, plan, tasks):
+for _module in (instances, actions, documents, plan, tasks):
     router.include_router(_module.router)
 
 
