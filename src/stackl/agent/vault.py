@@ -17,6 +17,7 @@ name the path and the key apart.)
 """
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -385,9 +386,15 @@ class VaultHandler:
             messages = body.get("errors")
             if not isinstance(messages, list):
                 messages = []
-            detail = "; ".join(str(message) for message in messages)[:DETAIL_LIMIT]
+            detail = _one_line("; ".join(str(message) for message in messages))[:DETAIL_LIMIT]
             raise _Refused(response.status_code, detail)
         return body
+
+
+def _one_line(text: str) -> str:
+    """Vault's error text on one line, without the ``1 error occurred:`` preamble and ``*`` bullets."""
+    text = re.sub(r"\b\d+ errors? occurred:", "", text)
+    return " ".join(word for word in text.split() if word != "*")
 
 
 async def _read_text(path: Path | None) -> str:
