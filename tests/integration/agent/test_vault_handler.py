@@ -1,20 +1,26 @@
-"""The vault secret handler against a real OpenBao server, through the local executor's shell tool.
+"""The vault secret handler against a real OpenBao server, through the shell tool on the local executor (and
+once on the docker and kubernetes executors).
 
 Token and AppRole logins, KV v2 and KV v1 reads, a rotated value, a revoked token (one new login), a real
 renewal, and the three failures of issue 15 (missing path, denied read, unreachable server) with messages
 that name the secret and its path and never the value.
 """
 
+import asyncio
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.agent.conftest import Runner, make_job
+from tests.integration.agent.conftest import BUSYBOX_IMAGE, Run, Runner, make_job
+from tests.integration.agent.fake_k8s import FakeKubernetes
 from tests.openbao import OpenBao, dev_server, free_port
 
-from stackl.agent.executors.base import Job
+from stackl.agent.executors.base import Job, LogLine
+from stackl.agent.executors.docker import DockerConfig, DockerExecutor
+from stackl.agent.executors.kubernetes import KubernetesConfig, KubernetesExecutor
 from stackl.agent.vault import VaultConfig, VaultHandler
 
 PASSWORD = "vault-Pa55-0f-the-db"
@@ -169,3 +175,67 @@ async def test_a_bad_token_file_fails_the_step_saying_what_to_check(
         f"secret db_password: Vault login (token) at {bao.addr} failed (403: permission denied):"
         " check the token in --vault-token-file (expired or revoked?)"
     )
+
+
+# --- container executors: the value reaches the container as the mounted secrets file only ---------------------
+IN_CONTAINER = (
+    """pw=$(sed -n 's/.*"db_password": "\\(.*\\)".*/\\1/p' "$STACKL_SECRETS_FILE"); """
+    'printf %s "$pw" | sha256sum | cut -c1-64; echo "leaked: $pw"'
+)
+
+
+def container_job() -> Job:
+    return make_job(
+        "shell",
+        invocation={"image": BUSYBOX_IMAGE, "command": IN_CONTAINER},
+        agent="vault-agent",
+        secrets={"db_password": REFERENCE},
+    )
+
+
+async def run_on(executor: DockerExecutor | KubernetesExecutor) -> Run:
+    executor.agent, executor.instance_id = "vault-agent", "01INSTANCE"
+    lines: list[LogLine] = []
+    try:
+        result = await executor.run(container_job(), emit=lines.append, cancel=asyncio.Event())
+    finally:
+        executor.close()
+    return Run(result, lines)
+
+
+async def test_docker_executor_mounts_the_value(
+    bao: OpenBao, tmp_path: Path, data_dir: Path, docker_engine: str
+) -> None:
+    handler = token_handler(bao, tmp_path, bao.token("agent"))
+    config = DockerConfig(
+        data_dir=data_dir, docker_host=docker_engine, network="none", pull="never", secret_handler=handler
+    )
+    run = await run_on(DockerExecutor(config))
+    assert run.result.status == "READY", run.result.error_message
+    assert run.text("stdout").splitlines() == [digest(PASSWORD), "leaked: ********"]
+    assert PASSWORD not in run.text()
+
+
+async def test_kubernetes_executor_puts_the_value_in_the_jobs_secret_only(
+    bao: OpenBao, tmp_path: Path, data_dir: Path, docker_engine: str
+) -> None:
+    fake = FakeKubernetes(docker_engine).start()
+    try:
+        handler = token_handler(bao, tmp_path, bao.token("agent"))
+        config = KubernetesConfig(
+            data_dir=data_dir,
+            configuration=fake.configuration(),
+            pull="never",
+            poll_s=0.1,
+            secret_handler=handler,
+        )
+        run = await run_on(KubernetesExecutor(config))
+        assert run.result.status == "READY", run.result.error_message
+        assert run.text("stdout").splitlines() == [digest(PASSWORD), "leaked: ********"]
+        (secret,) = fake.created("secrets")
+        decoded = [base64.b64decode(value).decode() for value in secret["data"].values()]
+        assert any(PASSWORD in text for text in decoded)
+        assert PASSWORD not in json.dumps(fake.created("configmaps") + fake.created("jobs"))
+        assert fake.names("secrets") == []  # deleted once the pod ended
+    finally:
+        fake.stop()
