@@ -10,7 +10,8 @@ import asyncio
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,11 @@ def token_handler(bao: OpenBao, tmp_path: Path, token: str) -> VaultHandler:
 
 
 def approle_handler(
-    bao: OpenBao, tmp_path: Path, role: str = "stackl-agent", ttl: str = "1h"
+    bao: OpenBao,
+    tmp_path: Path,
+    role: str = "stackl-agent",
+    ttl: str = "1h",
+    clock: Callable[[], float] = time.monotonic,
 ) -> VaultHandler:
     role_id, secret_id = bao.approle(role, "agent", ttl=ttl)
     (tmp_path / "role-id").write_text(role_id)
@@ -64,7 +69,7 @@ def approle_handler(
     config = VaultConfig(
         addr=bao.addr, role_id_file=tmp_path / "role-id", secret_id_file=tmp_path / "secret-id"
     )
-    return VaultHandler(config)
+    return VaultHandler(config, clock=clock)
 
 
 def job(**secrets: object) -> Job:
@@ -111,7 +116,7 @@ async def test_a_rotated_value_is_read_by_the_next_run(bao: OpenBao, tmp_path: P
 async def test_a_revoked_token_means_one_new_login(bao: OpenBao, tmp_path: Path) -> None:
     handler = approle_handler(bao, tmp_path, role="revoked-agent")
     assert await handler.resolve({"pw": REFERENCE}) == {"pw": PASSWORD}
-    token = handler._token
+    token = handler._token  # the agent's current Vault token, revoked behind its back
     assert token is not None
     bao.revoke(token.value)
     assert await handler.resolve({"pw": REFERENCE}) == {"pw": PASSWORD}
@@ -120,8 +125,7 @@ async def test_a_revoked_token_means_one_new_login(bao: OpenBao, tmp_path: Path)
 
 async def test_a_token_past_two_thirds_of_its_lease_is_renewed(bao: OpenBao, tmp_path: Path) -> None:
     now = [0.0]
-    handler = approle_handler(bao, tmp_path, role="renewing-agent", ttl="10m")
-    handler._clock = lambda: now[0]
+    handler = approle_handler(bao, tmp_path, role="renewing-agent", ttl="10m", clock=lambda: now[0])
     await handler.resolve({"pw": REFERENCE})
     now[0] += 500  # seconds on the agent's clock: past 2/3 of the 600 s lease
     assert await handler.resolve({"pw": REFERENCE}) == {"pw": PASSWORD}
