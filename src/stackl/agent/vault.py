@@ -199,16 +199,12 @@ class VaultHandler:
         self.logins = 0  # how many times the agent logged in (a figure for tests and debugging)
         self.renewals = 0
 
-    def describe(self) -> str:
-        """Address and login method, for the agent's start line (no credentials)."""
-        return f"{self.config.addr} ({self.config.method})"
-
     async def resolve(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The secrets with every reference replaced by the value it points at.
+        """The secrets with every reference replaced by the value it points at (each path read once).
 
         Raises:
             ExecutionError: a reference is malformed, its path or key does not exist, the read is denied,
-                the login fails or Vault is unreachable; the message names the secret and its reference.
+                the login fails or Vault is unreachable; the message names the secret and its Vault path.
         """
         references = {
             name: parse_reference(name, value) for name, value in values.items() if isinstance(value, str)
