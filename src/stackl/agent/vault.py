@@ -51,9 +51,6 @@ class Reference:
     path: str
     key: str
 
-    def __str__(self) -> str:
-        return f"{KV1_PREFIX if self.engine == 'kv1' else ''}{self.path}#{self.key}"
-
 
 def parse_reference(name: str, value: str) -> Reference:
     """The reference in the secret ``name``'s value.
@@ -106,7 +103,10 @@ class VaultConfig:
         Raises:
             ValueError: no address, not http(s), no or several login methods, or an unreadable file.
         """
-        url = httpx.URL(self.addr) if self.addr else None
+        try:
+            url = httpx.URL(self.addr) if self.addr else None
+        except httpx.InvalidURL:
+            url = None
         if url is None or url.scheme not in ("http", "https") or not url.host:
             raise ValueError(
                 "the vault secret handler needs --vault-addr, e.g. https://vault.example.com:8200"
