@@ -217,7 +217,7 @@ def build_secret_handler(flags: dict[str, Any]) -> Any:
         settings = AgentSettings(**{key: value for key, value in flags.items() if value is not None})
     except pydantic.ValidationError as exc:
         problems = "; ".join(
-            "--" + ".".join(map(str, e["loc"])).replace("_", "-") + ": " + e["msg"] for e in exc.errors()
+            "STACKL_AGENT__" + ".".join(map(str, e["loc"])).upper() + ": " + e["msg"] for e in exc.errors()
         )
         raise ValueError(f"invalid agent setting {problems}") from None
     if settings.secret_handler != "vault":  # noqa: S105 - a handler name
