@@ -10,6 +10,9 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -243,3 +246,27 @@ async def test_kubernetes_executor_puts_the_value_in_the_jobs_secret_only(
         assert fake.names("secrets") == []  # deleted once the pod ended
     finally:
         fake.stop()
+
+
+def test_the_agent_refuses_to_start_with_a_vault_handler_that_cannot_work(tmp_path: Path) -> None:
+    args = [
+        sys.executable,
+        "-m",
+        "stackl",
+        "agent",
+        "--server",
+        "http://127.0.0.1:9",
+        "--data-dir",
+        str(tmp_path),
+    ]
+    args += ["--secret-handler", "vault"]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    missing = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2,
+        "error: the vault secret handler needs --vault-addr, e.g. https://vault.example.com:8200",
+    )
+    both = [*args, "--vault-addr", "https://vault:8200", "--vault-k8s-role", "r", "--vault-token-file", "t"]
+    refused = subprocess.run(both, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert "exactly one login method" in refused.stderr

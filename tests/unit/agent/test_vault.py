@@ -419,27 +419,3 @@ def test_settings_come_from_the_environment_and_flags_win(
     monkeypatch.setenv("STACKL_AGENT__VAULT_TIMEOUT_S", "0")
     with pytest.raises(ValueError, match="STACKL_AGENT__VAULT_TIMEOUT_S: Input should be greater than 0"):
         build_secret_handler({})
-
-
-def test_the_agent_refuses_to_start_with_a_vault_handler_that_cannot_work(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from stackl.main import app
-
-    args = [
-        "agent",
-        "--server",
-        "http://127.0.0.1:9",
-        "--data-dir",
-        str(tmp_path),
-        "--secret-handler",
-        "vault",
-    ]
-    missing = CliRunner().invoke(app, args)
-    assert missing.exit_code == 2
-    assert "the vault secret handler needs --vault-addr" in missing.output
-    both = CliRunner().invoke(
-        app, [*args, "--vault-addr", ADDR, "--vault-k8s-role", "r", "--vault-token-file", "t"]
-    )
-    assert both.exit_code == 2
-    assert "exactly one login method" in both.output
