@@ -149,6 +149,31 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{self.data_dir / 'stackl.db'}"
 
 
+class AgentSettings(BaseSettings):
+    """The ``stackl agent`` process's secret handler and Vault options (``STACKL_AGENT__*``; flags win).
+
+    Built by the agent command only (the server's ``Settings`` ignores these variables); docs/security.md.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STACKL_AGENT__", extra="ignore")
+
+    secret_handler: str = Field("plain", description="plain, base64 or vault")
+    vault_addr: str = Field("", description="Vault/OpenBao address, e.g. https://vault.example.com:8200")
+    vault_token_file: Path | None = Field(None, description="token login: file holding a Vault token")
+    vault_role_id_file: Path | None = Field(None, description="AppRole login: file holding the role id")
+    vault_secret_id_file: Path | None = Field(None, description="AppRole login: file holding the secret id")
+    vault_approle_mount: str = Field("approle", description="mount path of the AppRole auth method")
+    vault_k8s_role: str | None = Field(None, description="Kubernetes login: the Vault role")
+    vault_k8s_jwt_file: Path = Field(
+        Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        description="Kubernetes login: the service account token file",
+    )
+    vault_k8s_mount: str = Field("kubernetes", description="mount path of the Kubernetes auth method")
+    vault_ca_file: Path | None = Field(None, description="CA bundle that signs Vault's TLS certificate")
+    vault_namespace: str | None = Field(None, description="Vault namespace (X-Vault-Namespace)")
+    vault_timeout_s: float = Field(10.0, gt=0, le=300, description="seconds one Vault request may take")
+
+
 def client_env(name: Literal["url", "token", "config_dir"]) -> str | None:
     """A client variable (STACKL_URL, STACKL_TOKEN, STACKL_CONFIG_DIR), read for the CLI."""
     return os.environ.get(f"STACKL_{name.upper()}") or None

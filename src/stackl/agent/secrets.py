@@ -1,7 +1,8 @@
 """Secret handlers and the masker that keeps a job's secret values out of everything an agent sends back.
 
 A job carries its secrets in clear (agents.md §2). The *handler* turns the stored values into what the tool
-sees (§8: `plain` passes them, `base64` decodes them, as STACKL 0.5 did). The *masker* replaces every secret
+sees (§8: `plain` passes them, `base64` decodes them, as STACKL 0.5 did; an object such as the `vault`
+handler (`vault.py`) fetches them from a secret store when the job runs). The *masker* replaces every secret
 value of the job in text before anything is emitted (§3): the value itself, its base64 forms (standard and
 URL-safe) and its JSON-escaped form, and each line of a multi-line value. Values shorter than
 `MIN_MASKED_LENGTH` characters cannot be masked without garbling ordinary output; `short_keys` names them so
@@ -13,13 +14,27 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from stackl import errors
 
 MASK = "********"
 MIN_MASKED_LENGTH = 4  # characters; shorter values would mask ordinary words and digits
 HANDLERS = ("plain", "base64")
+STORE_HANDLERS = ("vault",)  # need their own options (--vault-*): built by the agent command, not by name
+
+
+class SecretHandler(Protocol):
+    """A handler that reads the job's secrets from a secret store when the job runs (e.g. `vault.py`)."""
+
+    name: str
+
+    async def resolve(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The secrets as the tool sees them; raises ExecutionError naming the key, never a value."""
+        ...
+
+
+Handler = str | SecretHandler
 
 
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,8 +69,32 @@ def handle(handler: str, values: Mapping[str, Any]) -> dict[str, Any]:
     try:
         apply = _HANDLERS[handler]
     except KeyError:
-        raise ValueError(f"unknown secret handler {handler!r}; handlers: {', '.join(HANDLERS)}") from None
+        if handler in STORE_HANDLERS:
+            raise ValueError(f"the {handler} secret handler needs its --{handler}-* options") from None
+        handlers = ", ".join((*HANDLERS, *STORE_HANDLERS))
+        raise ValueError(f"unknown secret handler {handler!r}; handlers: {handlers}") from None
     return apply(values)
+
+
+def check(handler: Handler) -> None:
+    """Refuse an unknown handler name when an executor is built (the agent then refuses to start).
+
+    Raises:
+        ValueError: `handler` is a name that is neither ``plain`` nor ``base64``.
+    """
+    if isinstance(handler, str):
+        handle(handler, {})
+
+
+async def apply(handler: Handler, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The secrets as the tool sees them: by name (`handle`) or through a store handler's `resolve`.
+
+    Raises:
+        ExecutionError: a value cannot be decoded or fetched; the message names the key, never the value.
+    """
+    if isinstance(handler, str):
+        return handle(handler, values)
+    return await handler.resolve(values)
 
 
 def _as_text(value: Any) -> str:

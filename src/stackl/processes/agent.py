@@ -1,7 +1,8 @@
 """``stackl agent``: a user-side agent process (agents.md §1, §9); wiring only.
 
 Flags (or ``STACKL_AGENT__*`` variables) pick the name, the server, the executor (``local``, ``docker``,
-``kubernetes`` or ``mock``, with the ``--docker-*`` and ``--k8s-*`` options of agents.md §6.4-6.5) and the
+``kubernetes`` or ``mock``, with the ``--docker-*`` and ``--k8s-*`` options of agents.md §6.4-6.5), the
+secret handler (``plain``, ``base64``, or ``vault`` with its ``--vault-*`` options, docs/security.md) and the
 data directory; the ``AgentRunner`` does the rest. A container executor learns the agent's name and instance
 before the runner starts, and removes what the previous instance left (containers, Kubernetes objects).
 SIGTERM/SIGINT start a graceful shutdown; a second signal skips the wait for running jobs. Exit 0 after a
@@ -40,7 +41,9 @@ def agent(
         list[Path] | None, typer.Option("--automation-dir", help="code roots of the local executor")
     ] = None,
     label: Annotated[list[str] | None, typer.Option("--labels", help="k=v, shown in the agent list")] = None,
-    secret_handler: Annotated[str, typer.Option("--secret-handler", help="plain or base64")] = "plain",  # noqa: S107 - a handler name
+    secret_handler: Annotated[
+        str | None, typer.Option("--secret-handler", help="plain (default), base64 or vault")
+    ] = None,
     shutdown_timeout: Annotated[
         float, typer.Option("--shutdown-timeout", min=0, help="seconds a graceful stop waits for jobs")
     ] = 300.0,
@@ -77,6 +80,34 @@ def agent(
     k8s_in_cluster: Annotated[
         bool, typer.Option("--k8s-in-cluster", help="use the pod's service account, not a kubeconfig")
     ] = False,
+    vault_addr: Annotated[str | None, typer.Option("--vault-addr", help="vault handler: Vault URL")] = None,
+    vault_token_file: Annotated[
+        Path | None, typer.Option("--vault-token-file", help="vault handler: token login")
+    ] = None,
+    vault_role_id_file: Annotated[
+        Path | None, typer.Option("--vault-role-id-file", help="vault handler: AppRole login, role id")
+    ] = None,
+    vault_secret_id_file: Annotated[
+        Path | None, typer.Option("--vault-secret-id-file", help="vault handler: AppRole login, secret id")
+    ] = None,
+    vault_approle_mount: Annotated[
+        str | None, typer.Option("--vault-approle-mount", help="vault handler: default approle")
+    ] = None,
+    vault_k8s_role: Annotated[
+        str | None, typer.Option("--vault-k8s-role", help="vault handler: Kubernetes login, role")
+    ] = None,
+    vault_k8s_jwt_file: Annotated[
+        Path | None, typer.Option("--vault-k8s-jwt-file", help="vault handler: service account token file")
+    ] = None,
+    vault_k8s_mount: Annotated[
+        str | None, typer.Option("--vault-k8s-mount", help="vault handler: default kubernetes")
+    ] = None,
+    vault_ca_file: Annotated[
+        Path | None, typer.Option("--vault-ca-file", help="vault handler: CA bundle for TLS")
+    ] = None,
+    vault_namespace: Annotated[
+        str | None, typer.Option("--vault-namespace", help="vault handler: Vault namespace")
+    ] = None,
 ) -> None:
     """Run an agent: pull jobs for NAME from the server and run them."""
     from stackl.config import LoggingSettings
@@ -98,12 +129,26 @@ def agent(
     labels = dict(item.split("=", 1) for item in (label or []) if "=" in item)
     directory = data_dir or Path(_env("data_dir") or Path.home() / ".stackl-agent")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = {
+        "secret_handler": secret_handler,
+        "vault_addr": vault_addr,
+        "vault_token_file": vault_token_file,
+        "vault_role_id_file": vault_role_id_file,
+        "vault_secret_id_file": vault_secret_id_file,
+        "vault_approle_mount": vault_approle_mount,
+        "vault_k8s_role": vault_k8s_role,
+        "vault_k8s_jwt_file": vault_k8s_jwt_file,
+        "vault_k8s_mount": vault_k8s_mount,
+        "vault_ca_file": vault_ca_file,
+        "vault_namespace": vault_namespace,
+    }
     try:
+        handler = build_secret_handler(flags)
         chosen = build_executor(
             executor,
             data_dir=directory,
             automation_dirs=automation_dir or [Path("automation")],
-            secret_handler=secret_handler,
+            secret_handler=handler,
             options=ContainerOptions(
                 pull=docker_pull,
                 user=docker_user,
@@ -156,12 +201,58 @@ class ContainerOptions:
     in_cluster: bool = False
 
 
+def build_secret_handler(flags: dict[str, Any]) -> Any:
+    """The ``--secret-handler``: a name (``plain``, ``base64``) or a store handler built from its options.
+
+    Flags that are None fall back to ``STACKL_AGENT__*`` settings, then to the defaults.
+
+    Raises:
+        ValueError: a setting is invalid, or the vault handler's options cannot work.
+    """
+    import pydantic
+
+    from stackl.config import AgentSettings
+
+    try:
+        settings = AgentSettings(**{key: value for key, value in flags.items() if value is not None})
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            "STACKL_AGENT__" + ".".join(map(str, e["loc"])).upper() + ": " + e["msg"] for e in exc.errors()
+        )
+        raise ValueError(f"invalid agent setting {problems}") from None
+    if settings.secret_handler != "vault":  # noqa: S105 - a handler name
+        return settings.secret_handler
+    import structlog
+
+    from stackl.agent.vault import VaultConfig, VaultHandler
+
+    handler = VaultHandler(
+        VaultConfig(
+            addr=settings.vault_addr,
+            token_file=settings.vault_token_file,
+            role_id_file=settings.vault_role_id_file,
+            secret_id_file=settings.vault_secret_id_file,
+            approle_mount=settings.vault_approle_mount,
+            k8s_role=settings.vault_k8s_role,
+            k8s_jwt_file=settings.vault_k8s_jwt_file,
+            k8s_mount=settings.vault_k8s_mount,
+            ca_file=settings.vault_ca_file,
+            namespace=settings.vault_namespace,
+            timeout_s=settings.vault_timeout_s,
+        )
+    )
+    structlog.get_logger("stackl.agent").info(
+        "vault_handler_configured", addr=handler.config.addr, login=handler.config.method
+    )
+    return handler
+
+
 def build_executor(
     kind: str,
     *,
     data_dir: Path,
     automation_dirs: list[Path],
-    secret_handler: str,
+    secret_handler: Any,
     options: ContainerOptions | None = None,
 ) -> Any:
     """The executor named by ``--executor``.

@@ -29,8 +29,8 @@ def test_base64_handler_names_the_key_of_an_invalid_value() -> None:
 
 
 def test_unknown_handler_is_refused() -> None:
-    with pytest.raises(ValueError, match="vault"):
-        secrets.handle("vault", {})
+    with pytest.raises(ValueError, match="unknown secret handler 'conjur'"):
+        secrets.handle("conjur", {})
 
 
 def test_masker_replaces_every_form() -> None:

@@ -51,7 +51,7 @@ class DockerConfig:
         mounts: extra `host:container[:ro]` bind mounts (`--docker-mount`).
         memory: memory limit, e.g. `512m` (`--docker-memory`).
         cpus: CPU limit, e.g. 1.5 (`--docker-cpus`).
-        secret_handler: `plain` or `base64` (`--secret-handler`).
+        secret_handler: `plain`, `base64` or a store handler such as `vault` (`--secret-handler`).
         grace_s: SIGTERM → SIGKILL delay when stopping a container.
         keep_workdirs: keep job directories, minus secrets, for debugging (`--keep-workdirs`).
         environ, pass_env: agent variables named in `pass_env` reach the job environment (`--pass-env`).
@@ -65,7 +65,7 @@ class DockerConfig:
     mounts: Sequence[str] = ()
     memory: str | None = None
     cpus: float | None = None
-    secret_handler: str = "base64"  # noqa: S105 - a handler name, not a secret
+    secret_handler: secrets.Handler = "base64"  # noqa: S105 - a handler name, not a secret
     grace_s: float = GRACE_S
     keep_workdirs: bool = False
     environ: dict[str, str] = field(default_factory=dict)
@@ -99,7 +99,7 @@ class DockerExecutor(Executor):
     name = "docker"
 
     def __init__(self, config: DockerConfig, *, tools: dict[str, Tool] | None = None) -> None:
-        secrets.handle(config.secret_handler, {})  # an unknown handler refuses to start (agents.md §8)
+        secrets.check(config.secret_handler)  # an unknown handler refuses to start (agents.md §8)
         if config.pull not in PULL_POLICIES:
             raise ValueError(f"unknown pull policy {config.pull!r}: use {', '.join(PULL_POLICIES)}")
         self.binds = dict(parse_mount(spec) for spec in config.mounts)

@@ -79,7 +79,7 @@ class KubernetesConfig:
         poll_s: how often the Job and its pod are read.
         grace_s: pod termination grace when a Job is stopped.
         request_timeout_s: the timeout of each API call (log following excepted).
-        secret_handler: `plain` or `base64` (`--secret-handler`).
+        secret_handler: `plain`, `base64` or a store handler such as `vault` (`--secret-handler`).
         keep_workdirs: keep the prepared job directories, minus secrets (`--keep-workdirs`).
     """
 
@@ -102,7 +102,7 @@ class KubernetesConfig:
     poll_s: float = 2.0
     grace_s: int = 30
     request_timeout_s: float = 30.0
-    secret_handler: str = "base64"  # noqa: S105 - a handler name, not a secret
+    secret_handler: secrets.Handler = "base64"  # noqa: S105 - a handler name, not a secret
     keep_workdirs: bool = False
 
 
@@ -233,7 +233,7 @@ class KubernetesExecutor(Executor):
     name = "kubernetes"
 
     def __init__(self, config: KubernetesConfig, *, tools: dict[str, Tool] | None = None) -> None:
-        secrets.handle(config.secret_handler, {})  # an unknown handler refuses to start (agents.md §8)
+        secrets.check(config.secret_handler)  # an unknown handler refuses to start (agents.md §8)
         if config.pull not in PULL_POLICIES:
             raise ValueError(f"unknown pull policy {config.pull!r}: use {', '.join(PULL_POLICIES)}")
         self.config = config

@@ -67,7 +67,7 @@ class LocalConfig:
         automation_dirs: where code directories are looked up, in order (`--automation-dir`).
         environ: the agent's environment; only `PATH`, `LANG` and the `pass_env` names reach tools.
         pass_env: names of agent variables tools also get (`--pass-env`).
-        secret_handler: `plain` or `base64` (`--secret-handler`).
+        secret_handler: `plain`, `base64` or a store handler such as `vault` (`--secret-handler`).
         binaries: tool executables by name: `ansible-playbook`, `terraform`, `tofu`, `packer`.
         grace_s: SIGTERM → SIGKILL delay when stopping a process tree.
         keep_workdirs: keep job directories, minus secrets, for debugging (`--keep-workdirs`).
@@ -77,7 +77,7 @@ class LocalConfig:
     automation_dirs: Sequence[Path]
     environ: Mapping[str, str]
     pass_env: Sequence[str] = ()
-    secret_handler: str = "base64"  # noqa: S105 - a handler name, not a secret
+    secret_handler: secrets.Handler = "base64"  # noqa: S105 - a handler name, not a secret
     binaries: Mapping[str, str] = field(default_factory=dict)
     grace_s: float = GRACE_S
     keep_workdirs: bool = False
@@ -138,7 +138,7 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, config: LocalConfig, *, tools: Mapping[str, Tool] | None = None) -> None:
-        secrets.handle(config.secret_handler, {})  # an unknown handler refuses to start (agents.md §8)
+        secrets.check(config.secret_handler)  # an unknown handler refuses to start (agents.md §8)
         self.config = config
         self._tools = dict(tools if tools is not None else default_tools(config.binaries))
 
@@ -196,7 +196,7 @@ class LocalExecutor(Executor):
         sink = LineSink(emit, masker)
         started = time.monotonic()
         try:
-            handled = secrets.handle(self.config.secret_handler, job.secrets)
+            handled = await secrets.apply(self.config.secret_handler, job.secrets)
             sink.masker = masker = secrets.Masker(job.secrets, handled)
             return await self._run(job, handled, sink, cancel)
         except _StepFailed as exc:

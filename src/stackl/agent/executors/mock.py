@@ -90,13 +90,14 @@ class MockExecutor(Executor):
     """Scripted outcomes from `mock_*` fields; see the module docstring.
 
     Args:
-        secret_handler: `plain` (default: mock jobs often carry readable test secrets) or `base64`.
+        secret_handler: `plain` (default: mock jobs often carry readable test secrets), `base64` or a store
+            handler such as `vault`.
     """
 
     name = "mock"
 
-    def __init__(self, *, secret_handler: str = "plain") -> None:  # noqa: S107 - a handler name
-        secrets.handle(secret_handler, {})
+    def __init__(self, *, secret_handler: secrets.Handler = "plain") -> None:  # noqa: S107 - a handler name
+        secrets.check(secret_handler)
         self.secret_handler = secret_handler
 
     def tools(self) -> list[str]:
@@ -106,7 +107,7 @@ class MockExecutor(Executor):
         sink = LineSink(emit, secrets.Masker(job.secrets))
         started = time.monotonic()
         try:
-            handled = secrets.handle(self.secret_handler, job.secrets)
+            handled = await secrets.apply(self.secret_handler, job.secrets)
             sink.masker = secrets.Masker(job.secrets, handled)
             outcome = planned_result(job)
         except errors.ExecutionError as exc:

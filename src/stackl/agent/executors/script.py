@@ -433,7 +433,7 @@ def failed(sink: LineSink, summary: str, started: float, **flags: Any) -> Result
 RunBody = Callable[[dict[str, Any], LineSink], Awaitable[Result]]
 
 
-async def guarded_run(job: Job, emit: Emit, secret_handler: str, body: RunBody) -> Result:
+async def guarded_run(job: Job, emit: Emit, secret_handler: secrets.Handler, body: RunBody) -> Result:
     """Run ``body(handled secrets, sink)`` and turn every expected failure into a FAILED result.
 
     The sink masks the job's secrets (as given and as handled) in every line and in the error message.
@@ -441,7 +441,7 @@ async def guarded_run(job: Job, emit: Emit, secret_handler: str, body: RunBody) 
     sink = LineSink(emit, secrets.Masker(job.secrets))
     started = time.monotonic()
     try:
-        handled = secrets.handle(secret_handler, job.secrets)
+        handled = await secrets.apply(secret_handler, job.secrets)
         sink.masker = secrets.Masker(job.secrets, handled)
         return await body(handled, sink)
     except Exited as exc:  # the container's own last words say why (its stderr, else its output)
