@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from tests import factories
 from tests.e2e.conftest import ServerProcess, wait_until
 from tests.e2e.test_ui_e2e import (  # noqa: F401 - fixtures shared with the other browser tests
@@ -140,3 +140,37 @@ def test_cancel_a_running_task_then_delete_with_force_from_the_instance_page(
         page.wait_for_url(f"{server.url}/ui/tasks/*")
         expect(page.locator("#task-state")).to_have_text("succeeded", timeout=60_000)
         assert httpx.get(f"{server.url}/stack_instances/slow", timeout=10).status_code == 404
+
+
+# The elements that stick out on the right, innermost first: what a failure should name.
+WIDEST = """[...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > 391 && ![...e.children].some(
+      c => c.getBoundingClientRect().right > 391))
+  .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+
+
+def test_pages_fit_a_phone_screen(
+    browser: Browser,  # noqa: F811 - the shared fixture
+    live_server: ServerProcess,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """At 390 px wide nothing scrolls the page sideways: wide tables and pictures scroll inside their box."""
+    deploy_demo(live_server, tmp_path)
+    [task] = httpx.get(f"{live_server.url}/tasks", timeout=10).json()["items"][:1]
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    try:
+        for path in (
+            "/ui",
+            "/ui/instances/demo",
+            f"/ui/tasks/{task['id']}",
+            "/ui/plan",
+            "/ui/documents?type=service",
+            "/ui/documents/stack_application_template/web_shop",
+        ):
+            phone.goto(live_server.url + path)
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            wide = phone.evaluate(WIDEST) if width > 390 else []
+            assert width <= 390, f"{path} is {width} px wide at 390 px: {wide}"
+    finally:
+        context.close()

@@ -157,3 +157,14 @@ async def test_instance_actions_refuse_a_cross_site_form(api: httpx.AsyncClient,
     await cancelled_deploy(api, ports)
     for action in ("retry", "update", "rollback", "delete"):
         assert (await api.post(f"/ui/instances/shop/{action}")).status_code == 403, action
+
+
+async def test_the_plan_page_says_what_to_create_first_when_there_is_nothing_to_plan(
+    api: httpx.AsyncClient,
+) -> None:
+    empty = html(await api.get("/ui/plan"))
+    assert 'id="nothing-to-plan"' in empty
+    assert "this server has neither" in empty
+    assert "stack infrastructure template" in empty
+    assert (await deploy(api)).status_code == 303  # loads the templates
+    assert 'id="nothing-to-plan"' not in html(await api.get("/ui/plan"))
