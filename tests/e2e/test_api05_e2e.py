@@ -89,8 +89,12 @@ FR_REFUSED = (
     "deliberate strictness: invocation tool 'test' is not a tool STACKL runs (ansible, packer, shell, "
     "terraform, tofu), so the FR is refused with 422 naming invocation.<provider>.tool"
 )
-UNKNOWN_TOOL = Known(f"{FR_REFUSED}; with a known tool its secrets would come back masked", 422,
-                     loc=("invocation", "generic", "tool"))  # fmt: skip
+FR_05_FAILED = (
+    "0.5 failed it too: its model added playbook_path, ansible_role, gather_facts, serial, connection, "
+    "become and wait_for_connection to every invocation; with a known tool STACKL would answer those as well, "
+    "its secrets masked and before_command '' for null"
+)
+UNKNOWN_TOOL = Known(f"{FR_REFUSED}; {FR_05_FAILED}", 422, loc=("invocation", "generic", "tool"))
 FR_NEVER_STORED = Known(f"{FR_REFUSED} (test_add_functional_requirement), so it is not found", 404)
 FR_NEVER_LISTED = Known(f"{FR_REFUSED} (test_add_functional_requirement), so none is listed", 200, body=[])
 FR_NOT_DELETED = Known(f"{FR_REFUSED}, so DELETE finds no such FR: 404 (0.5 answered 200 for any name)", 404)
