@@ -118,7 +118,9 @@ def validate(body: object, *, doc_type: str | None = None) -> dict[str, Any]:
     Returns:
         The canonical body: every field present with its default, in spec order; maps in submitted key
         order; legacy forms normalised; integral floats as ints; the canonical `category`; no `metadata`
-        and no computed fields (SIT `infrastructure_capabilities`, SI `state` and `task`).
+        and no computed fields (SIT `infrastructure_capabilities`, SI `state` and `task`). A null sent for
+        a field of `legacy.KEPT_NULLS` (policy template `outputs`) is validated as the default and kept
+        as null.
 
     Raises:
         errors.InvalidDocument: every problem found, each `{loc, msg, type}` with `loc` from the root.
@@ -149,7 +151,7 @@ def _validate(body: object, doc_type: str | None) -> dict[str, Any]:
         _derive_snapshot_source(data)
     canonical: dict[str, Any] | None = None
     try:
-        canonical = MODELS[resolved].model_validate(data).canonical()
+        canonical = legacy.keep_nulls(resolved, data, MODELS[resolved].model_validate(data).canonical())
     except ValidationError as exc:
         problems.extend(fields.translate(exc))
     if resolved in configs.CROSS_CHECKS:

@@ -3,6 +3,7 @@
 STACKL 0.5 documents and the released 0.5 client send a few shapes the current model does not store: the
 pre-0.3 SAT list of service names, `deleted` on stack instances, computed `infrastructure_capabilities` on
 SITs, `time` on snapshots, `null` for "use the default", and every number in a free-form map as a float.
+One `null` is kept rather than replaced: a policy template's `outputs` (`KEPT_NULLS`), which 0.5 echoed back.
 Rewriting them here, before validation, keeps the document models free of legacy branches and gives every
 entry point (0.5 paths, new paths, bulk apply, restores) the same canonical result.
 
@@ -29,6 +30,16 @@ IGNORED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 """Legacy fields accepted and ignored: `deleted` is always false, a snapshot's `time` becomes metadata."""
 
+KEPT_NULLS: dict[str, tuple[str, ...]] = {
+    "policy_template": ("outputs",),
+}
+"""Optional fields whose `null` is stored as null and shown as null, 0.5 view included.
+
+STACKL 0.5's policy template model declared ``outputs: List[str] = None``: a template posted with
+``outputs: null`` came back with ``null``, and 0.5 API clients compare what they posted with the answer. The
+null means what the default (``[]``) means: record every field except ``target``.
+"""
+
 
 def integral_floats_to_int(value: Any) -> Any:
     """A copy of a JSON value with every integral float turned into an int (``2.0`` → ``2``), recursively.
@@ -53,6 +64,18 @@ def drop_nulls(data: Mapping[str, Any], optional: Collection[str]) -> dict[str, 
     None inside ``params`` stays an ordinary value.
     """
     return {k: v for k, v in data.items() if not (v is None and k in optional)}
+
+
+def keep_nulls(doc_type: str, body: Mapping[str, Any], canonical: dict[str, Any]) -> dict[str, Any]:
+    """`canonical` with the `KEPT_NULLS` fields of `doc_type` set back to None where `body` sent null.
+
+    The document model validates the default in their place (null means "use the default" there too, so
+    every other rule still applies); only the stored value remembers that the client sent null.
+    """
+    for field in KEPT_NULLS.get(doc_type, ()):
+        if field in body and body[field] is None:
+            canonical[field] = None
+    return canonical
 
 
 def sat_services(services: Any) -> Any:

@@ -3,7 +3,9 @@
 The released ``stackl-cli`` 0.5.1 rejects a key its models do not know and a `null` in a string, map or list
 field, and needs every field to print a document. So the view is built from explicit field lists, one per
 0.5 model, rather than derived from the current models: a field added to a document later must never leak
-into it. Every field is present and non-null (missing strings ``""``, maps ``{}``, lists ``[]``); extension
+into it. Every field is present and non-null (missing strings ``""``, maps ``{}``, lists ``[]``), but for
+the one null 0.5 itself echoed to API clients, stored as sent (`legacy.KEPT_NULLS`: a policy template's
+`outputs`; the released client's model refuses a null there, so it never sends one); extension
 fields and `metadata` are absent; secrets are masked; values that 0.5 typed as string maps (SIT capability
 and replica `resources` and `tags`) are rendered as strings, and service-policy `inputs` that are not
 strings as JSON text (`legacy.json_text`, which the 0.5 write path also uses to recognise them).
@@ -194,7 +196,8 @@ def to_legacy(
             None shows `infrastructure_capabilities: {}`.
 
     Returns:
-        Exactly the 0.5 field set of the body's type, every field present and non-null, secrets masked.
+        Exactly the 0.5 field set of the body's type, every field present and non-null but for a stored
+        null of `legacy.KEPT_NULLS`, secrets masked.
 
     Raises:
         ValueError: the body's `type` is not a document type.
@@ -204,6 +207,7 @@ def to_legacy(
         raise ValueError(f"not a document type: {doc_type!r}")
     masked = documents.mask_secrets(body)
     view = pick(masked, SHAPES[doc_type])
+    view.update({f: None for f in legacy.KEPT_NULLS.get(doc_type, ()) if f in masked and masked[f] is None})
     if doc_type == "functional_requirement":
         view["invocation"] = _by_key(view["invocation"], lambda inv: pick(inv, INVOCATION))
     elif doc_type == "service":

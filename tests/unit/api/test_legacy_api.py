@@ -167,6 +167,25 @@ async def test_document_groups(
     assert unknown_field.json()["errors"][0]["loc"] == ["body", "colour"]
 
 
+async def test_policy_template_outputs_null_comes_back_null(api: httpx.AsyncClient) -> None:
+    """0.5's model kept `outputs: null`, and 0.5's own API tests compare the answer with what they sent."""
+    doc = {**factories.policy_template(name="hasparams"), "description": "d", "outputs": None}
+    for method in ("PUT", "POST"):
+        stored = await api.request(method, "/policy_templates", json=doc)
+        assert stored.status_code == 200, stored.text
+        assert stored.json() == doc
+    assert (await api.get("/policy_templates/hasparams")).json()["outputs"] is None
+    assert (await api.get("/policy_templates")).json()[0]["outputs"] is None
+    assert (await api.get("/documents/policy_template/hasparams")).json()["outputs"] is None
+    listed = await api.put("/policy_templates", json={**doc, "outputs": ["zone"]})
+    assert listed.json()["outputs"] == ["zone"]
+    omitted = await api.put("/policy_templates", json={k: v for k, v in doc.items() if k != "outputs"})
+    assert omitted.json()["outputs"] == []  # absent is the default, as before
+    wrong = await api.put("/policy_templates", json={**doc, "outputs": "zone"})
+    assert wrong.status_code == 422
+    assert wrong.json()["errors"][0]["loc"] == ["body", "outputs"]
+
+
 async def test_sit_capabilities_are_computed_on_read(api: httpx.AsyncClient) -> None:
     await api.post(
         "/documents",

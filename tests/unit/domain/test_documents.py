@@ -147,6 +147,20 @@ def test_null_on_optional_fields_means_the_default() -> None:
     )
 
 
+def test_policy_template_outputs_null_is_kept_as_sent_and_still_validated() -> None:
+    """0.5 echoed `outputs: null` on policy templates; its meaning stays the default (every field)."""
+    sent = factories.policy_template(outputs=None, description=None)
+    canonical = documents.validate(sent)
+    assert canonical["outputs"] is None
+    assert canonical["description"] == ""  # other nulls still mean the default
+    assert documents.validate(canonical) == canonical  # a stored body validates to itself
+    assert documents.validate(factories.policy_template())["outputs"] == []  # absent: the default
+    assert invalid(factories.policy_template(outputs="name")) == [
+        {"loc": ["outputs"], "msg": "must be a list", "type": "type"}
+    ]
+    assert invalid({**factories.policy_template(outputs=None), "policy": None})[0]["loc"] == ["policy"]
+
+
 def test_null_inside_free_form_maps_is_a_value() -> None:
     canonical = documents.validate({**factories.zone(), "params": {"proxy": None}, "outputs": {"x": None}})
     assert canonical["params"] == {"proxy": None}

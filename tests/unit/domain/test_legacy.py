@@ -27,6 +27,16 @@ def test_drop_nulls_only_for_optional_fields() -> None:
     assert legacy.drop_nulls(data, ["description", "params"]) == {"name": None, "params": {"x": None}}
 
 
+def test_keep_nulls_restores_a_sent_null_of_a_kept_field_only() -> None:
+    canonical = {"name": "p", "description": "", "outputs": [], "inputs": []}
+    sent = {"name": "p", "description": None, "outputs": None, "inputs": None}
+    assert legacy.keep_nulls("policy_template", sent, dict(canonical)) == {**canonical, "outputs": None}
+    absent = {"name": "p"}  # an absent field is the default
+    assert legacy.keep_nulls("policy_template", absent, dict(canonical)) == canonical
+    zone = {"name": "z", "outputs": {}}
+    assert legacy.keep_nulls("zone", {"name": "z", "outputs": None}, dict(zone)) == zone  # not a kept field
+
+
 def test_sat_services_string_list_is_normalised() -> None:
     assert legacy.sat_services(["web", "db"]) == [
         {"name": "web", "service": "web"},

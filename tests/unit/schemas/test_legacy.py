@@ -239,6 +239,18 @@ def test_missing_and_null_fields_get_0_5_defaults() -> None:
     }
 
 
+def test_policy_template_outputs_null_is_shown_as_0_5_showed_it() -> None:
+    view = legacy.to_legacy(full("policy_template", outputs=None))
+    assert list(view) == [name for name, _ in legacy.SHAPES["policy_template"]]
+    assert view["outputs"] is None
+    assert nulls(view) == [".outputs"]
+    assert legacy.to_legacy(full("policy_template"))["outputs"] == []
+    source = {"type": "policy_template", "name": "allowed_registries", "revision": 1}
+    copied = factories.policy_template(outputs=None)
+    snapshot = legacy.to_legacy(full("snapshot", snapshot=copied, source=source))
+    assert snapshot["snapshot"]["outputs"] is None
+
+
 def test_view_is_a_copy() -> None:
     body = full("zone", params={"nested": {"a": 1}})
     view = legacy.to_legacy(body)
