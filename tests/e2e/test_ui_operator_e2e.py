@@ -17,6 +17,7 @@ from tests import factories
 from tests.e2e.conftest import ServerProcess, wait_until
 from tests.e2e.test_ui_e2e import (  # noqa: F401 - fixtures shared with the other browser tests
     DEPLOY_TIMEOUT_MS,
+    README_SCREENSHOT,
     browser,
     live_server,
     page,
@@ -84,6 +85,10 @@ def test_placement_matrix_on_the_plan_page(
         expect(matrix.locator("rect.pic-cell[data-result='chosen']")).to_have_count(2)  # db and web
         cell = matrix.locator("rect.pic-cell[data-alias='web'][data-result='chosen']")
         expect(cell.locator("title")).to_contain_text("web on ")
+        if README_SCREENSHOT:  # docs/images/placement-matrix.png
+            page.locator("#placement-matrix").screenshot(
+                path=str(Path(README_SCREENSHOT) / "placement-matrix.png")
+            )
 
 
 def slow_documents() -> list[dict[str, Any]]:

@@ -298,8 +298,9 @@ def placement_matrix(explanation: Sequence[Mapping[str, Any]]) -> Markup:
     if not explanation or not targets:
         return Markup('<p class="muted">No placement explanation recorded.</p>')
     shown = targets[:MAX_MATRIX_TARGETS]
-    cell, label_w, head_h = 22, 150, 150
-    width = label_w + len(shown) * cell + 10
+    longest = max(len(t) for t in shown)  # target names are written at 60°: room above and to the right
+    cell, label_w, head_h = 22, 150, min(220, int(longest * 5.6) + 20)
+    width = label_w + len(shown) * cell + min(200, int(longest * 3.3) + 10)
     height = head_h + len(explanation) * cell + 10
     out = []
     for index, target in enumerate(shown):
