@@ -68,8 +68,11 @@ SubjectDep = Annotated[str, Depends(_subject)]
 CallerDep = Annotated[Subject, Depends(_caller)]
 
 
+# --- agent isolation (agents.md §9) -----------------------------------------------------------------------
+# Checked in code on the agent routes, after (and whatever) the replaceable authorization policy decided: a
+# permissive user policy must not let one agent's token act for another agent, nor a user act as an agent.
 def require_agent_scope(caller: Subject, agent: str) -> None:
-    """An agent token acts only for its own agent name (admins and ``local`` for any).
+    """An agent protocol call: an agent token acts only for its own agent name (admins and ``local`` for any).
 
     Raises:
         Forbidden: an agent token of another agent, or a role that may not act for agents.
@@ -80,8 +83,58 @@ def require_agent_scope(caller: Subject, agent: str) -> None:
         return
     raise errors.Forbidden(
         f"{caller.name} may not act for agent {agent!r}",
-        reasons=[f"the token is bound to agent {caller.agent!r}" if caller.agent else "not an agent token"],
+        reasons=[
+            f"an agent token for {caller.agent!r} may not act for agent {agent!r}"
+            if caller.agent
+            else "only an agent token bound to this agent (or an admin) may act for it"
+        ],
     )
+
+
+def require_agent_binding(caller: Subject, agent: str | None) -> None:
+    """Any other agent route: an agent token sees and changes only its own agent (others: the policy decides).
+
+    ``agent`` None is the list of every agent, which no agent token may read.
+
+    Raises:
+        Forbidden: an agent token asked about another agent (or all of them).
+    """
+    if auth.Role.agent not in caller.roles or auth.Role.admin in caller.roles:
+        return
+    if agent is None or caller.agent != agent:
+        raise errors.Forbidden(
+            f"{caller.name} may not see or change other agents",
+            reasons=[f"an agent token for {caller.agent!r} acts for that agent only"],
+        )
+
+
+def checked_caller(request: Request) -> Subject:
+    """The caller ``access`` authenticated; never the ``local`` fallback while auth is on.
+
+    Raises:
+        Unauthenticated: auth is on and no caller was authenticated for this request.
+    """
+    caller = getattr(request.state, "caller", None)
+    if isinstance(caller, Subject) and caller.authenticated:
+        return caller
+    if not _settings(request).auth_enabled:
+        return LOCAL
+    raise errors.Unauthenticated("authentication required: send Authorization: Bearer <token>")
+
+
+def agent_scope(request: Request, name: str) -> None:
+    """``require_agent_scope`` for the agent named in the path (a dependency of the protocol routes)."""
+    require_agent_scope(checked_caller(request), name)
+
+
+def agent_binding(request: Request, name: str) -> None:
+    """``require_agent_binding`` for the agent named in the path."""
+    require_agent_binding(checked_caller(request), name)
+
+
+CheckedCallerDep = Annotated[Subject, Depends(checked_caller)]
+AgentScope = Depends(agent_scope)
+AgentBinding = Depends(agent_binding)
 
 
 # --- conditional headers ----------------------------------------------------------------------------------
