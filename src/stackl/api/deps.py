@@ -24,13 +24,14 @@ from stackl.api import bodies
 from stackl.config import Settings
 from stackl.domain import auth
 from stackl.domain.auth import LOCAL, AccessRequest, Action, Resource, Subject
-from stackl.usecases import authorization
+from stackl.usecases import authorization, ui_sessions
 from stackl.usecases import documents as document_cases
 from stackl.usecases import tokens as token_cases
 from stackl.usecases.ports import Ports
 
 LOCAL_SUBJECT = LOCAL.name
-COOKIE = "stackl_token"  # the UI's session cookie (HttpOnly, SameSite=Strict): the token itself
+# The UI's session cookie (HttpOnly, SameSite=Strict, path /ui): an opaque session id, never the token.
+COOKIE = "stackl_session"
 
 # Operations anyone may call (spec/api.md: health, version, about; docs and openapi.json are not routes).
 PUBLIC = frozenset({"healthz", "readyz", "get_version", "get_hostname"})
@@ -351,7 +352,7 @@ async def resources_of(op: Op, request: Request, ports: Ports, body: Any) -> lis
 
 
 def presented_token(request: Request) -> str | None:
-    """The token of a request: ``Authorization: Bearer``, the ``/t/<token>/`` path prefix, or the UI cookie."""
+    """The token of a request: ``Authorization: Bearer`` or the ``/t/<token>/`` path prefix."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -359,7 +360,12 @@ def presented_token(request: Request) -> str | None:
     path_token = request.scope.get("state", {}).get("path_token")
     if isinstance(path_token, str) and path_token:
         return path_token
-    if request.url.path.startswith("/ui"):  # the cookie's path; the API never takes it (no CSRF there)
+    return None
+
+
+def presented_session(request: Request) -> str | None:
+    """The UI session id of a request: the cookie, on UI paths only (the API never takes it: no CSRF there)."""
+    if request.url.path.startswith("/ui"):  # the cookie's path
         return request.cookies.get(COOKIE) or None
     return None
 
@@ -376,10 +382,15 @@ async def authenticate(request: Request) -> Subject:
     else:
         request.state.caller = auth.ANONYMOUS
         secret = presented_token(request)
-        if secret is None:
+        session = presented_session(request) if secret is None else None
+        if session is not None:
+            idle_s = settings.auth.ui_session_idle_s
+            subject = await ui_sessions.authenticate(ports, session, idle_s=idle_s)
+        elif secret is None:
             raise errors.Unauthenticated("authentication required: send Authorization: Bearer <token>")
-        internal: Mapping[str, Subject] = getattr(request.app.state, "internal_subjects", {})
-        subject = await token_cases.authenticate(ports, secret, extra=internal)
+        else:
+            internal: Mapping[str, Subject] = getattr(request.app.state, "internal_subjects", {})
+            subject = await token_cases.authenticate(ports, secret, extra=internal)
     request.state.caller = subject
     return subject
 
