@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from stackl import errors
-from stackl.api import bodies
+from stackl.api import auditing, bodies
 from stackl.config import Settings
 from stackl.domain import auth
 from stackl.domain.auth import LOCAL, AccessRequest, Action, Resource, Subject
@@ -435,8 +435,16 @@ async def decide(request: Request, name: str, *, body: Any = None) -> None:
     found = await resources_of(op, request, ports, body) if mutating or settings.auth_enabled else []
     first = found[0] if found else Resource(op.doc_type)
     request.state.access = Access(subject, name, op.action.value, first)
-    if not settings.auth_enabled or name in AUTHENTICATED:
-        return
+    if settings.auth_enabled and name not in AUTHENTICATED:
+        await _authorize(request, op, subject, found, first, body)
+    await auditing.write_ahead(request, request.state.access)  # no change without its audit entry
+
+
+async def _authorize(
+    request: Request, op: Op, subject: Subject, found: list[Resource], first: Resource, body: Any
+) -> None:
+    """Ask the authorization policy about every resource of the request (403 on a refusal)."""
+    ports = _ports(request)
     policy, custom = await authorization.current_policy(ports)
     environments: tuple[str, ...] = ()
     if custom and op.instance and first.type == "stack_instance":

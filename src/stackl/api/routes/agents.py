@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from stackl import errors
-from stackl.api import deps, problems
+from stackl.api import auditing, deps, problems
 from stackl.api.deps import AgentBinding, AgentScope, CheckedCallerDep, PortsDep
 from stackl.schemas.agents import (
     AttemptBody,
@@ -81,6 +81,7 @@ async def claim_jobs(
         wait=body.wait,
         max_jobs=body.max_jobs,
         gone=request.is_disconnected,  # a dead agent's open claim must not take jobs
+        audit=auditing.claim_entry(request, request.state.access),  # committed with the claim
     )
     if not jobs:
         return Response(status_code=204)
