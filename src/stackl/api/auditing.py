@@ -4,8 +4,9 @@ The middleware used to write every entry after the response, and a failed write 
 database down, changes went unaudited. Now ``write_ahead`` (called by the access check once a request is
 authorized) writes the entry of every audited mutating request as ``pending`` before its route runs; when that
 write fails the request fails with 503 and changes nothing. The middleware completes the entry with the
-outcome once the response is known (it finds the id in ``request.state.audit_id``). An agent's claim, whose
-long-polls mostly return nothing, instead writes its entry in the claim's own transaction (``claim_entry``).
+outcome once the response is known (it finds the id in ``request.state.audit_id``). An agent's claim (whose
+long-polls mostly return nothing) and an agent's result instead write their entry in the use case's own
+transaction, with the change (``reserved_entry``): one write fewer on the agents' hot path.
 
 Which requests are audited is the middleware's rule (``NOT_AUDITED``, ``CLAIM``); this module only moves the
 first write of those entries ahead of the change.
@@ -21,6 +22,9 @@ from stackl.domain.auth import Resource, Subject
 from stackl.domain.stored import AuditEntry
 from stackl.usecases import audit as audit_cases
 from stackl.usecases.ports import Ports
+
+# Agent calls whose use case writes the entry in its own transaction (so not ahead of it).
+IN_TRANSACTION = frozenset({CLAIM, "post_job_result"})
 
 
 class Found(Protocol):
@@ -68,7 +72,7 @@ async def write_ahead(request: Request, found: Found) -> None:
     if (
         request.method not in auth.MUTATING_METHODS
         or found.operation in NOT_AUDITED
-        or found.operation == CLAIM
+        or found.operation in IN_TRANSACTION
     ):
         return
     ports: Ports = request.app.state.ports
@@ -76,8 +80,12 @@ async def write_ahead(request: Request, found: Found) -> None:
     request.state.audit_id = written.id
 
 
-def claim_entry(request: Request, found: Found) -> AuditEntry:
-    """The entry of a claim, written by the claim's transaction when it takes jobs (its id is reserved now)."""
+def reserved_entry(request: Request, found: Found) -> AuditEntry:
+    """The entry of an ``IN_TRANSACTION`` operation, written by its use case with the change (id reserved now).
+
+    When the use case changes nothing (a claim that found no job, a refused or repeated result), it writes
+    nothing, and the middleware writes the entry with the outcome after the response (if audited at all).
+    """
     ports: Ports = request.app.state.ports
     entry = entry_of(request, found, status_code=200, result="success")
     reserved = audit_cases.with_id(ports, entry)

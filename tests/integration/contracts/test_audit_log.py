@@ -1,7 +1,8 @@
 """The AuditLog in a change's transaction, the completion of pending entries, and the readiness write (issue 15).
 
-Run against every store: memory, SQLite, PostgreSQL. The claim test runs the real claim use case on the SQL
-broker: a claim whose audit entry cannot be written takes no job (the transaction rolls back).
+Run against every store: memory, SQLite, PostgreSQL. The claim test runs the real claim and result use cases on
+the SQL broker: a claim or result whose audit entry cannot be written changes nothing (its transaction rolls
+back).
 """
 
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from stackl.datastore.audit_sql import SqlAuditLog
 from stackl.datastore.base import DocumentStore, Transaction
 from stackl.datastore.sql import SqlDocumentStore
 from stackl.policy.static import StaticPolicyEngine
-from stackl.usecases import agent_claims, agents, readiness
+from stackl.usecases import agent_claims, agent_reports, agents, readiness
 from stackl.usecases.ports import Ports
 
 NOW = datetime(2025, 5, 1, 10, 0, tzinfo=UTC)
@@ -161,3 +162,23 @@ async def claim_without_audit(store: SqlDocumentStore, broker: SqlBroker) -> Non
     assert [job["job_id"] for job in claimed] == [job_id]
     (entry,) = await entries(ports.audit)
     assert entry.detail == {"jobs": [{"job_id": job_id, "attempt": 1, "task_id": None}]}
+
+    # a result whose entry cannot be written is not applied; the agent's retry is, with its entry
+    outcome = agent_reports.JobResult(attempt=1, status="READY", exit_code=0)
+    result_entry = replace(ENTRY, id="01JNM2ZK4T8W3X6Y9A1B5C7D2G", action="report", status_code=200)
+    refusing = replace(ports, audit=RefusingAuditLog(store))
+    with pytest.raises(errors.StoreUnavailable):
+        await agent_reports.result(
+            refusing, "bru-agent", job_id, instance_id="i-1", outcome=outcome, audit=result_entry
+        )
+    item = await broker.get(job_id)
+    assert item is not None
+    assert item.state == "running"
+    answer = await agent_reports.result(
+        ports, "bru-agent", job_id, instance_id="i-1", outcome=outcome, audit=result_entry
+    )
+    assert answer == {"accepted": True}
+    done = await broker.get(job_id)
+    assert done is not None
+    assert done.state == "succeeded"
+    assert {e.id for e in await entries(ports.audit)} == {ENTRY.id, result_entry.id}

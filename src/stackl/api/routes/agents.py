@@ -81,7 +81,7 @@ async def claim_jobs(
         wait=body.wait,
         max_jobs=body.max_jobs,
         gone=request.is_disconnected,  # a dead agent's open claim must not take jobs
-        audit=auditing.claim_entry(request, request.state.access),  # committed with the claim
+        audit=auditing.reserved_entry(request, request.state.access),  # committed with the claim
     )
     if not jobs:
         return Response(status_code=204)
@@ -114,10 +114,17 @@ def _lines(events: list[EventItem]) -> list[agent_reports.Event]:
 
 
 @router.post("/{name}/jobs/{job_id}/result", dependencies=[AgentScope])
-async def post_job_result(name: str, job_id: str, body: ResultBody, ports: PortsDep) -> dict[str, Any]:
+async def post_job_result(
+    name: str, job_id: str, body: ResultBody, ports: PortsDep, request: Request
+) -> dict[str, Any]:
     """The final status of an attempt: the first result wins, a repeat is answered as a duplicate."""
     return await agent_reports.result(
-        ports, name, job_id, instance_id=body.instance_id, outcome=_outcome(body)
+        ports,
+        name,
+        job_id,
+        instance_id=body.instance_id,
+        outcome=_outcome(body),
+        audit=auditing.reserved_entry(request, request.state.access),  # committed with the result
     )
 
 
