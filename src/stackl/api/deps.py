@@ -7,7 +7,12 @@ router, so no route can forget it. It finds the operation (the route's name, whi
 the public ones through (health, version, about), authenticates the ``Authorization: Bearer`` token (401 when
 missing or invalid), turns the operation into an action on a resource (``OPERATIONS``) and asks the
 authorization policy (403 with the policy's ``reasons``). With auth off every request acts as ``local``, an
-admin, and no policy is asked. What it found is left in ``request.state.access`` for the audit middleware.
+admin, and no policy is asked. What it found is left in ``request.state.access`` for the audit middleware,
+and an audited change gets its audit entry written before its route runs (``api/auditing.py``).
+
+A UI request may authenticate with the session cookie instead (``usecases/ui_sessions.py``). Agent isolation
+does not depend on the policy: ``AgentScope`` and ``AgentBinding`` check the agent name of an agent token in
+code, on the agent routes.
 """
 
 import json
