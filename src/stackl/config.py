@@ -89,6 +89,18 @@ class AuthSettings(BaseModel):
         False,
         description="accept /t/<token>/ in front of a path (for the 0.5 client; short-lived tokens only)",
     )
+    ui_session_idle_s: float = Field(
+        3600.0,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="a web UI session ends after this many seconds without a request (sign in again)",
+    )
+    ui_session_max_s: float = Field(
+        12 * 3600.0,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="a web UI session ends this many seconds after sign-in, however active",
+    )
 
 
 class LoggingSettings(BaseModel):

@@ -193,3 +193,53 @@ def test_roll_a_document_back_from_its_history(page: Page, live_server: ServerPr
     current = httpx.get(f"{url}/documents/service/webserver", timeout=10).json()
     assert current["description"] == "The shop's web front end"
     assert current["metadata"]["revision"] == 3
+
+
+def test_sign_in_and_out_with_a_server_side_session(
+    browser: Browser, page: Page, server_factory: Callable[..., ServerProcess]
+) -> None:
+    """Issue 15, defect 11: the cookie is a session, not the token, and signing out makes any copy worthless."""
+    server = server_factory("--auth")
+    token = (server.data_dir / "admin.token").read_text().strip()
+    with screenshots_on_failure(page, server, "sessions"):
+        page.goto(f"{server.url}/ui/documents")
+        expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+        page.get_by_label("API token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(re.compile(r"/ui/documents$"))
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        (cookie,) = [c for c in page.context.cookies() if c["name"] == "stackl_session"]
+        assert cookie["value"] != token
+        assert token not in cookie["value"]
+        assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/ui")
+        assert cookie["expires"] > 0  # not a cookie for ever: it ends with the session at the latest
+
+        thief = browser.new_context()
+        try:
+            thief.add_cookies(
+                [{"name": "stackl_session", "value": cookie["value"], "url": server.url + "/ui"}]
+            )
+            stolen = thief.new_page()
+            stolen.goto(f"{server.url}/ui/documents")
+            expect(stolen).to_have_url(re.compile(r"/ui/documents$"))  # a copy works while the session lives
+
+            page.get_by_role("button", name="Sign out").click()
+            expect(page).to_have_url(re.compile(r"/ui/login$"))
+            assert not [c for c in page.context.cookies() if c["name"] == "stackl_session"]
+            page.goto(f"{server.url}/ui/documents")
+            expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+
+            stolen.goto(f"{server.url}/ui/documents")  # the copy died with the session
+            expect(stolen).to_have_url(re.compile(r"/ui/login\?next="))
+        finally:
+            thief.close()
+        replay = httpx.get(
+            f"{server.url}/ui/documents", headers={"Cookie": f"stackl_session={cookie['value']}"}, timeout=10
+        )
+        assert replay.status_code == 303
+        assert (
+            httpx.get(
+                f"{server.url}/documents", headers={"Cookie": f"stackl_session={cookie['value']}"}, timeout=10
+            ).status_code
+            == 401
+        )

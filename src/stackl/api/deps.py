@@ -7,7 +7,12 @@ router, so no route can forget it. It finds the operation (the route's name, whi
 the public ones through (health, version, about), authenticates the ``Authorization: Bearer`` token (401 when
 missing or invalid), turns the operation into an action on a resource (``OPERATIONS``) and asks the
 authorization policy (403 with the policy's ``reasons``). With auth off every request acts as ``local``, an
-admin, and no policy is asked. What it found is left in ``request.state.access`` for the audit middleware.
+admin, and no policy is asked. What it found is left in ``request.state.access`` for the audit middleware,
+and an audited change gets its audit entry written before its route runs (``api/auditing.py``).
+
+A UI request may authenticate with the session cookie instead (``usecases/ui_sessions.py``). Agent isolation
+does not depend on the policy: ``AgentScope`` and ``AgentBinding`` check the agent name of an agent token in
+code, on the agent routes.
 """
 
 import json
@@ -20,17 +25,18 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from stackl import errors
-from stackl.api import bodies
+from stackl.api import auditing, bodies
 from stackl.config import Settings
 from stackl.domain import auth
 from stackl.domain.auth import LOCAL, AccessRequest, Action, Resource, Subject
-from stackl.usecases import authorization
+from stackl.usecases import authorization, ui_sessions
 from stackl.usecases import documents as document_cases
 from stackl.usecases import tokens as token_cases
 from stackl.usecases.ports import Ports
 
 LOCAL_SUBJECT = LOCAL.name
-COOKIE = "stackl_token"  # the UI's session cookie (HttpOnly, SameSite=Strict): the token itself
+# The UI's session cookie (HttpOnly, SameSite=Strict, path /ui): an opaque session id, never the token.
+COOKIE = "stackl_session"
 
 # Operations anyone may call (spec/api.md: health, version, about; docs and openapi.json are not routes).
 PUBLIC = frozenset({"healthz", "readyz", "get_version", "get_hostname"})
@@ -68,8 +74,11 @@ SubjectDep = Annotated[str, Depends(_subject)]
 CallerDep = Annotated[Subject, Depends(_caller)]
 
 
+# --- agent isolation (agents.md §9) -----------------------------------------------------------------------
+# Checked in code on the agent routes, after (and whatever) the replaceable authorization policy decided: a
+# permissive user policy must not let one agent's token act for another agent, nor a user act as an agent.
 def require_agent_scope(caller: Subject, agent: str) -> None:
-    """An agent token acts only for its own agent name (admins and ``local`` for any).
+    """An agent protocol call: an agent token acts only for its own agent name (admins and ``local`` for any).
 
     Raises:
         Forbidden: an agent token of another agent, or a role that may not act for agents.
@@ -80,8 +89,58 @@ def require_agent_scope(caller: Subject, agent: str) -> None:
         return
     raise errors.Forbidden(
         f"{caller.name} may not act for agent {agent!r}",
-        reasons=[f"the token is bound to agent {caller.agent!r}" if caller.agent else "not an agent token"],
+        reasons=[
+            f"an agent token for {caller.agent!r} may not act for agent {agent!r}"
+            if caller.agent
+            else "only an agent token bound to this agent (or an admin) may act for it"
+        ],
     )
+
+
+def require_agent_binding(caller: Subject, agent: str | None) -> None:
+    """Any other agent route: an agent token sees and changes only its own agent (others: the policy decides).
+
+    ``agent`` None is the list of every agent, which no agent token may read.
+
+    Raises:
+        Forbidden: an agent token asked about another agent (or all of them).
+    """
+    if auth.Role.agent not in caller.roles or auth.Role.admin in caller.roles:
+        return
+    if agent is None or caller.agent != agent:
+        raise errors.Forbidden(
+            f"{caller.name} may not see or change other agents",
+            reasons=[f"an agent token for {caller.agent!r} acts for that agent only"],
+        )
+
+
+def checked_caller(request: Request) -> Subject:
+    """The caller ``access`` authenticated; never the ``local`` fallback while auth is on.
+
+    Raises:
+        Unauthenticated: auth is on and no caller was authenticated for this request.
+    """
+    caller = getattr(request.state, "caller", None)
+    if isinstance(caller, Subject) and caller.authenticated:
+        return caller
+    if not _settings(request).auth_enabled:
+        return LOCAL
+    raise errors.Unauthenticated("authentication required: send Authorization: Bearer <token>")
+
+
+def agent_scope(request: Request, name: str) -> None:
+    """``require_agent_scope`` for the agent named in the path (a dependency of the protocol routes)."""
+    require_agent_scope(checked_caller(request), name)
+
+
+def agent_binding(request: Request, name: str) -> None:
+    """``require_agent_binding`` for the agent named in the path."""
+    require_agent_binding(checked_caller(request), name)
+
+
+CheckedCallerDep = Annotated[Subject, Depends(checked_caller)]
+AgentScope = Depends(agent_scope)
+AgentBinding = Depends(agent_binding)
 
 
 # --- conditional headers ----------------------------------------------------------------------------------
@@ -305,7 +364,7 @@ async def resources_of(op: Op, request: Request, ports: Ports, body: Any) -> lis
 
 
 def presented_token(request: Request) -> str | None:
-    """The token of a request: ``Authorization: Bearer``, the ``/t/<token>/`` path prefix, or the UI cookie."""
+    """The token of a request: ``Authorization: Bearer`` or the ``/t/<token>/`` path prefix."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -313,7 +372,12 @@ def presented_token(request: Request) -> str | None:
     path_token = request.scope.get("state", {}).get("path_token")
     if isinstance(path_token, str) and path_token:
         return path_token
-    if request.url.path.startswith("/ui"):  # the cookie's path; the API never takes it (no CSRF there)
+    return None
+
+
+def presented_session(request: Request) -> str | None:
+    """The UI session id of a request: the cookie, on UI paths only (the API never takes it: no CSRF there)."""
+    if request.url.path.startswith("/ui"):  # the cookie's path
         return request.cookies.get(COOKIE) or None
     return None
 
@@ -330,10 +394,15 @@ async def authenticate(request: Request) -> Subject:
     else:
         request.state.caller = auth.ANONYMOUS
         secret = presented_token(request)
-        if secret is None:
+        session = presented_session(request) if secret is None else None
+        if session is not None:
+            idle_s = settings.auth.ui_session_idle_s
+            subject = await ui_sessions.authenticate(ports, session, idle_s=idle_s)
+        elif secret is None:
             raise errors.Unauthenticated("authentication required: send Authorization: Bearer <token>")
-        internal: Mapping[str, Subject] = getattr(request.app.state, "internal_subjects", {})
-        subject = await token_cases.authenticate(ports, secret, extra=internal)
+        else:
+            internal: Mapping[str, Subject] = getattr(request.app.state, "internal_subjects", {})
+            subject = await token_cases.authenticate(ports, secret, extra=internal)
     request.state.caller = subject
     return subject
 
@@ -378,8 +447,16 @@ async def decide(request: Request, name: str, *, body: Any = None) -> None:
     found = await resources_of(op, request, ports, body) if mutating or settings.auth_enabled else []
     first = found[0] if found else Resource(op.doc_type)
     request.state.access = Access(subject, name, op.action.value, first)
-    if not settings.auth_enabled or name in AUTHENTICATED:
-        return
+    if settings.auth_enabled and name not in AUTHENTICATED:
+        await _authorize(request, op, subject, found, first, body)
+    await auditing.write_ahead(request, request.state.access)  # no change without its audit entry
+
+
+async def _authorize(
+    request: Request, op: Op, subject: Subject, found: list[Resource], first: Resource, body: Any
+) -> None:
+    """Ask the authorization policy about every resource of the request (403 on a refusal)."""
+    ports = _ports(request)
     policy, custom = await authorization.current_policy(ports)
     environments: tuple[str, ...] = ()
     if custom and op.instance and first.type == "stack_instance":

@@ -9,7 +9,8 @@ access check left in ``request.state.access`` (who, which action on which resour
 ``Stackl-Revision``, ``Stackl-Task-Id``). Agent heartbeats, log batches and job starts are not audited (they
 are liveness and progress, not changes) and neither are the read-only POSTs (plan, policy evaluation); an
 agent's claim is, when it returned jobs, with their ids, and so is its result. Requests that reached no
-route (404, 405 from the router) are not audited.
+route (404, 405 from the router) are not audited. An entry already written before the change (as
+``pending``, by ``api/auditing.py``; its id in ``audit_id``) is completed here with the outcome.
 
 Token path prefix (spec/api.md §0.2, off unless ``auth.token_path_prefix``): ``/t/<token>/<path>`` is served
 as ``/<path>`` with the token taken from the prefix; logs, audit and problem bodies see only ``/<path>``.
@@ -137,7 +138,7 @@ class RequestContextMiddleware:
         await audit_cases.append(
             self.ports,
             AuditEntry(
-                id="",
+                id=str(state.get("audit_id") or ""),  # written ahead (api/auditing.py): completed here
                 time=self.clock.now(),
                 subject=subject.name,
                 role=subject.role,

@@ -1,4 +1,7 @@
-"""SqlAuditLog: the audit log in the ``audit_log`` table of the document store's database."""
+"""SqlAuditLog: the audit log in the ``audit_log`` table of the document store's database.
+
+Its writes run in the store's own transactions (or in the caller's, for an entry that must commit with a change).
+"""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackl.datastore import dialects
 from stackl.datastore.audit import MAX_LIMIT, AuditEntry, AuditLog, AuditQuery
-from stackl.datastore.base import Page
+from stackl.datastore.base import Page, Transaction
 from stackl.datastore.schema import audit_log
 from stackl.datastore.sql import SqlDocumentStore, SqlTransaction
 
@@ -30,10 +33,26 @@ class SqlAuditLog(AuditLog):
                 raise TypeError(type(tx).__name__)
             yield tx.connection
 
-    async def append(self, entry: AuditEntry) -> None:
+    async def append(self, entry: AuditEntry, *, tx: Transaction | None = None) -> None:
+        if tx is not None:
+            if not isinstance(tx, SqlTransaction):  # pragma: no cover - the store makes only these
+                raise TypeError(type(tx).__name__)
+            with dialects.wrap_errors():
+                await tx.connection.execute(audit_log.insert().values(**asdict(entry)))
+            return
         async with self._connection() as connection:
             with dialects.wrap_errors():
                 await connection.execute(audit_log.insert().values(**asdict(entry)))
+
+    async def put(self, entry: AuditEntry) -> None:
+        values = asdict(entry)
+        async with self._connection() as connection:
+            with dialects.wrap_errors():
+                updated = await connection.execute(
+                    audit_log.update().where(_A.id == entry.id).values(**values)
+                )
+                if updated.rowcount == 0:  # written in a transaction that rolled back, or never written
+                    await connection.execute(audit_log.insert().values(**values))
 
     async def query(self, query: AuditQuery) -> Page[AuditEntry]:
         limit = max(1, min(query.limit, MAX_LIMIT))

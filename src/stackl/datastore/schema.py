@@ -24,6 +24,8 @@ Tables:
 - ``api_tokens``: API tokens by id, with the SHA-256 of the secret (never the secret), role, bound agent,
   expiry, last use and revocation (spec/api.md §B.6).
 - ``audit_log``: one row per mutating request and agent claim (spec/api.md §B.7); request bodies never.
+- ``ui_sessions``: web UI sign-ins by the SHA-256 of their opaque id (never the id), bound to the API token
+  they were opened with, with idle and absolute expiry and revocation.
 
 Bodies are JSON *text*: ``JSON`` is PostgreSQL's ``json`` type (not ``jsonb``), which keeps the submitted
 text and so its key order (spec/documents.md §2.3), and text on SQLite; the engine serialises with
@@ -299,4 +301,21 @@ audit_log = sa.Table(
     sa.Column("detail", _body(nullable=True), nullable=True),  # e.g. the job ids of a claim; never a body
     sa.Index("ix_audit_log_time", "time"),
     sa.Index("ix_audit_log_subject", "subject", "time"),
+)
+
+# --- web UI sessions (datastore/tokens.py) ----------------------------------------------------------------
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column(
+        "hash", sa.String(64), primary_key=True
+    ),  # hex SHA-256 of the cookie's session id; never the id
+    sa.Column("token_id", sa.String(ID_LENGTH), nullable=False),  # the API token the session acts as
+    sa.Column("subject", sa.String(NAME_LENGTH), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),  # idle expiry counts from here
+    sa.Column("expires_at", UtcDateTime, nullable=False),  # absolute expiry
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+    sa.Index("ix_ui_sessions_token_id", "token_id"),
+    sa.Index("ix_ui_sessions_expires_at", "expires_at"),
 )

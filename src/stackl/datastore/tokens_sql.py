@@ -1,4 +1,4 @@
-"""SqlTokenStore: API tokens in the ``api_tokens`` table of the document store's database.
+"""SqlTokenStore: API tokens in ``api_tokens`` and UI sessions in ``ui_sessions`` of the store's database.
 
 It runs in the store's own transactions, so it shares its engine, the SQLite writer queue and the error
 translation (database trouble is ``StoreUnavailable``).
@@ -15,11 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stackl.datastore import dialects
-from stackl.datastore.schema import api_tokens
+from stackl.datastore.schema import api_tokens, ui_sessions
 from stackl.datastore.sql import SqlDocumentStore, SqlTransaction
-from stackl.datastore.tokens import TokenRecord, TokenStore
+from stackl.datastore.tokens import SessionRecord, TokenRecord, TokenStore
 
 _T = api_tokens.c
+_S = ui_sessions.c
 
 
 class SqlTokenStore(TokenStore):
@@ -72,6 +73,43 @@ class SqlTokenStore(TokenStore):
         async with self._connection() as connection:
             with dialects.wrap_errors():
                 await connection.execute(api_tokens.update().where(_T.id == token_id).values(last_used_at=at))
+
+    async def _write(self, statement: sa.Executable) -> int:
+        async with self._connection() as connection:
+            with dialects.wrap_errors():
+                return int((await connection.execute(statement)).rowcount)
+
+    async def add_session(self, record: SessionRecord) -> None:
+        await self._write(ui_sessions.insert().values(**asdict(record)))
+
+    async def session(self, session_hash: str) -> SessionRecord | None:
+        async with self._connection(readonly=True) as connection:
+            with dialects.wrap_errors():
+                row = (
+                    await connection.execute(sa.select(ui_sessions).where(_S.hash == session_hash))
+                ).first()
+        return SessionRecord(**{f.name: getattr(row, f.name) for f in fields(SessionRecord)}) if row else None
+
+    async def touch_session(self, session_hash: str, *, at: datetime) -> None:
+        await self._write(ui_sessions.update().where(_S.hash == session_hash).values(last_seen_at=at))
+
+    async def revoke_session(self, session_hash: str, *, at: datetime) -> bool:
+        statement = (
+            ui_sessions.update().where(_S.hash == session_hash, _S.revoked_at.is_(None)).values(revoked_at=at)
+        )
+        return await self._write(statement) == 1
+
+    async def revoke_sessions(self, token_id: str, *, at: datetime) -> int:
+        statement = (
+            ui_sessions.update().where(_S.token_id == token_id, _S.revoked_at.is_(None)).values(revoked_at=at)
+        )
+        return await self._write(statement)
+
+    async def prune_sessions(self, *, before: datetime) -> int:
+        statement = ui_sessions.delete().where(
+            sa.or_(_S.expires_at < before, sa.and_(_S.revoked_at.is_not(None), _S.revoked_at < before))
+        )
+        return await self._write(statement)
 
 
 def _record(row: sa.Row[Any]) -> TokenRecord:

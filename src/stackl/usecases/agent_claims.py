@@ -1,13 +1,14 @@
 """Claiming jobs (agents.md §1.4): the long-poll, the tool match and the payload an agent receives.
 
-A claim takes ready jobs of the agent's queue whose tool the instance has, records their attempts in the same
-transaction, and answers each job's payload with its secrets decrypted (they are encrypted in the queue)
-and its lease fields.
+A claim takes ready jobs of the agent's queue whose tool the instance has, records their attempts and the
+claim's audit entry in the same transaction (a claim that cannot be audited takes nothing), and answers each
+job's payload with its secrets decrypted (they are encrypted in the queue) and its lease fields.
 """
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from stackl.broker.base import Item
 from stackl.datastore.agents import AgentInstance, JobAttempt
 from stackl.datastore.encryption import SecretBox
 from stackl.domain.clock import rfc3339
+from stackl.domain.stored import AuditEntry
 from stackl.usecases.agent_fencing import find_instance
 from stackl.usecases.agents import CLAIM_WAIT_DEFAULT_S, CLAIM_WAIT_MAX_S, JOB_KIND, LEASE_S, queue_of
 from stackl.usecases.ports import Ports
@@ -54,8 +56,11 @@ async def claim(
     wait: float = CLAIM_WAIT_DEFAULT_S,
     max_jobs: int = 1,
     gone: Callable[[], Awaitable[bool]] | None = None,
+    audit: AuditEntry | None = None,
 ) -> list[dict[str, Any]]:
     """Long-poll for up to ``max_jobs`` jobs of this agent whose tool the instance has (agents.md §1.4).
+
+    ``audit`` is the claim's audit entry: written, with the claimed jobs' ids, in the claim's transaction.
 
     A claimed job whose tool the instance lacks goes straight back to the queue (not counted), so another
     instance of the name gets it. The wait ends early when ``gone()`` says the caller hung up, or when the
@@ -63,6 +68,7 @@ async def claim(
 
     Raises:
         AgentNotFound: the instance is not registered.
+        StoreUnavailable: the database (or the audit entry's write) failed: nothing was claimed.
     """
     instance = await find_instance(ports, name, instance_id)
     wait = min(max(wait, 0.0), CLAIM_WAIT_MAX_S)
@@ -79,7 +85,9 @@ async def claim(
         if now - current.last_seen >= timedelta(seconds=TOUCH_AFTER_S):
             await ports.agents.touch(instance_id, at=now)
         if not picky or await _has_ready(ports, queue, instance.tools):
-            jobs, mismatched = await _claim_ready(ports, name, instance, max_jobs=max_jobs, now=now)
+            jobs, mismatched = await _claim_ready(
+                ports, name, instance, max_jobs=max_jobs, now=now, audit=audit
+            )
             if jobs:
                 return jobs
             picky = picky or mismatched
@@ -94,7 +102,13 @@ async def claim(
 
 
 async def _claim_ready(
-    ports: Ports, name: str, instance: AgentInstance, *, max_jobs: int, now: datetime
+    ports: Ports,
+    name: str,
+    instance: AgentInstance,
+    *,
+    max_jobs: int,
+    now: datetime,
+    audit: AuditEntry | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Claim up to ``max_jobs`` ready jobs; hand back those whose tool the instance lacks.
 
@@ -118,6 +132,9 @@ async def _claim_ready(
             ],
             tx=tx,
         )
+        if kept and audit is not None:
+            jobs = [{"job_id": i.id, "attempt": i.attempt, "task_id": i.payload.get("task_id")} for i in kept]
+            await ports.audit.append(replace(audit, detail={"jobs": jobs}), tx=tx)  # fails the claim
     for item in mismatched:  # after the commit: a release is a write of its own
         await ports.broker.release(item.id, owner=instance_id, epoch=item.lease_epoch, started=False)
     for item in kept:

@@ -50,6 +50,7 @@ async def register(ports: Ports, registration: Registration) -> dict[str, Any]:
     Raises:
         InvalidInput: the name breaks the document-name rules.
         ProtocolUnsupported: the agent's protocol version is not 1.
+        AgentConflict: ``instance_id`` is an instance of another agent name (``reason: instance_taken``).
     """
     problem = names.check_name(names.NameKind.AGENT, registration.name)
     if problem is not None:
@@ -60,6 +61,14 @@ async def register(ports: Ports, registration: Registration) -> dict[str, Any]:
     if registration.protocol != PROTOCOL:
         raise errors.ProtocolUnsupported(
             f"agent protocol {registration.protocol} is not supported; this server speaks {PROTOCOL}"
+        )
+    taken = await ports.agents.get_instance(registration.instance_id)
+    if taken is not None and taken.name != registration.name:
+        # An instance id names one agent's process for good: re-registering it under another name would
+        # take it (and the jobs leased to it) away from that agent.
+        raise errors.AgentConflict(
+            f"instance {registration.instance_id} is registered to another agent; use a new instance_id",
+            reason="instance_taken",
         )
     now = ports.clock.now()
     tools = dict(registration.tools or {})

@@ -22,6 +22,7 @@ from stackl.broker.base import Item, backoff_s
 from stackl.datastore.agents import Appended, JobAttempt, LogLine
 from stackl.datastore.base import Transaction
 from stackl.domain.secrets import SecretMask
+from stackl.domain.stored import AuditEntry
 from stackl.usecases.agent_fencing import fence, find_job
 from stackl.usecases.agents import JOB_KIND, LIMITS, queue_of
 from stackl.usecases.ports import Ports
@@ -206,13 +207,21 @@ class _Unrecorded(Exception):
 
 
 async def result(
-    ports: Ports, name: str, job_id: str, *, instance_id: str, outcome: JobResult
+    ports: Ports,
+    name: str,
+    job_id: str,
+    *,
+    instance_id: str,
+    outcome: JobResult,
+    audit: AuditEntry | None = None,
 ) -> dict[str, Any]:
     """Apply a job's result: the first one per ``(job_id, attempt)`` wins; a repeat is a duplicate.
 
     READY completes the job; FAILED re-queues it after a backoff while the invocation's ``retries`` last
     (lifecycle §5.5), else fails it; a cancelled run confirms a pending cancel. The broker's change and the
-    attempt's record (its start, last lines and result) commit together, in one document-store transaction.
+    attempt's record (its start, last lines and result) commit together, in one document-store transaction,
+    and so does ``audit``, the call's audit entry, when the result is accepted (a result that cannot be
+    audited is not applied: the agent sends it again).
 
     Raises:
         JobNotFound: unknown job or attempt.
@@ -223,7 +232,10 @@ async def result(
     for _ in range(2):  # the attempt's record is missing only after a crash between claim and record
         try:
             async with ports.store.transaction() as tx:
-                return await _finish(ports, name, job_id, instance_id=instance_id, outcome=outcome, tx=tx)
+                answer = await _finish(ports, name, job_id, instance_id=instance_id, outcome=outcome, tx=tx)
+                if audit is not None and answer.get("accepted"):
+                    await ports.audit.append(audit, tx=tx)
+                return answer
         except _Unrecorded as missing:
             await _record(ports, name, missing.item, instance_id)
     raise errors.JobNotFound(f"job {job_id} has no attempt {outcome.attempt}")  # pragma: no cover

@@ -1,12 +1,18 @@
 """The audit log: one entry per mutating request (refused ones included) and per agent job claim.
 
-Entries are written by the API's middleware once the response status is known (spec/api.md §B.7): who
-(subject, role, token id; ``anonymous`` when no valid token came), what (action, method, path, resource,
-revision, task id), when, and the outcome (``success`` below 400, ``denied`` for 401/403, else ``error``).
-A request body is never stored. A failing audit write is logged and does not fail the request.
+Entries say who (subject, role, token id; ``anonymous`` when no valid token came), what (action, method, path,
+resource, revision, task id), when, and the outcome (``success`` below 400, ``denied`` for 401/403, else
+``error``) (spec/api.md §B.7). A request body is never stored.
+
+No change is made unaudited (issue 15): once a mutating request is authorized, ``begin`` writes its entry as
+``pending`` *before* the route runs, and a request whose entry cannot be written fails with 503 without doing
+anything; an agent's claim writes its entry in the claim's own transaction. When the response is known, the
+API's middleware completes the entry (``append`` with its id). A refused request (nothing changed) and the
+completion of a pending entry are written after the response; if that write fails, the entry is logged in
+full (``audit_write_failed``) and a pending entry keeps saying that the request was made.
 """
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +20,7 @@ import structlog
 
 from stackl import errors
 from stackl.datastore.audit import MAX_LIMIT, AuditEntry, AuditQuery
-from stackl.datastore.base import Page
+from stackl.datastore.base import Page, Transaction
 from stackl.domain.ids import ulid
 from stackl.usecases.ports import Ports
 
@@ -41,6 +47,10 @@ def _next_id(moment: datetime) -> str:
     return candidate
 
 
+PENDING = "pending"  # written before the request ran; completed with its outcome afterwards
+RESULTS = ("success", "denied", "error", PENDING)
+
+
 def result_of(status_code: int) -> str:
     """``success``, ``denied`` (401, 403) or ``error``."""
     if status_code < 400:
@@ -48,15 +58,54 @@ def result_of(status_code: int) -> str:
     return "denied" if status_code in (401, 403) else "error"
 
 
-async def append(ports: Ports, entry: AuditEntry) -> None:
-    """Store an entry (its id and time are set here when empty); never raises."""
-    now = ports.clock.now()
-    if not entry.id:
-        entry = replace(entry, id=_next_id(entry.time or now))
+def with_id(ports: Ports, entry: AuditEntry) -> AuditEntry:
+    """The entry with a fresh id (ULIDs above every earlier one of this process) when it has none."""
+    return entry if entry.id else replace(entry, id=_next_id(entry.time or ports.clock.now()))
+
+
+async def begin(ports: Ports, entry: AuditEntry, *, tx: Transaction | None = None) -> AuditEntry:
+    """Write the entry of a request about to change something (``pending`` unless ``entry`` has a result).
+
+    Returns the entry as written, with its id: ``append`` completes it later. In ``tx`` when given, so that
+    the entry commits (or rolls back) with the change.
+
+    Raises:
+        StoreUnavailable: the entry cannot be written; the request must not go on.
+    """
+    entry = replace(
+        entry, id=entry.id or _next_id(entry.time or ports.clock.now()), result=entry.result or PENDING
+    )
     try:
-        await ports.audit.append(entry)
+        await ports.audit.append(entry, tx=tx)
     except errors.StacklError as exc:
-        log.error("audit_write_failed", error=exc.message, request_id=entry.request_id)
+        log.error("audit_write_failed", error=exc.message, **_fields(entry))
+        raise errors.StoreUnavailable(
+            f"the audit log cannot be written, so nothing was changed: {exc.message}"
+        ) from exc
+    return entry
+
+
+async def append(ports: Ports, entry: AuditEntry) -> None:
+    """Store an entry, or complete the pending one with the same id; never raises (logs the entry instead).
+
+    Its id is set here when empty.
+    """
+    now = ports.clock.now()
+    try:
+        if entry.id:
+            await ports.audit.put(entry)
+        else:
+            await ports.audit.append(replace(entry, id=_next_id(entry.time or now)))
+    except errors.StacklError as exc:
+        # Logged in full (an entry holds no secret and no body), so that it can be recovered from the logs.
+        log.error("audit_write_failed", error=exc.message, **_fields(entry))
+
+
+def _fields(entry: AuditEntry) -> dict[str, Any]:
+    values = asdict(entry)
+    values["audit_id"] = values.pop("id")
+    values["time"] = entry.time.isoformat() if entry.time else None
+    return values
 
 
 async def query(
@@ -82,9 +131,9 @@ async def query(
             f"limit must be between 1 and {MAX_LIMIT}",
             errors=[{"loc": ["query", "limit"], "msg": "out of range", "type": "value_error"}],
         )
-    if result is not None and result not in ("success", "denied", "error"):
+    if result is not None and result not in RESULTS:
         raise errors.InvalidInput(
-            "result must be success, denied or error",
+            "result must be success, denied, error or pending",
             errors=[{"loc": ["query", "result"], "msg": "unknown result", "type": "value_error"}],
         )
     return await ports.audit.query(

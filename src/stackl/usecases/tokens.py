@@ -149,8 +149,10 @@ async def revoke(ports: Ports, token_id: str) -> None:
     Raises:
         NotFound: no such token, or it is already revoked.
     """
-    if not await ports.tokens.revoke(token_id, at=ports.clock.now()):
+    now = ports.clock.now()
+    if not await ports.tokens.revoke(token_id, at=now):
         raise errors.NotFound(f"no token {token_id!r}")
+    await ports.tokens.revoke_sessions(token_id, at=now)  # its web UI sessions end with it
 
 
 async def has_usable(ports: Ports, role: Role) -> bool:

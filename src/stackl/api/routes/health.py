@@ -5,8 +5,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from stackl import __version__, errors
+from stackl import __version__
 from stackl.api.deps import PortsDep, SettingsDep
+from stackl.usecases import readiness
 
 router = APIRouter(tags=["health"])
 
@@ -19,15 +20,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "not ready"}})
 async def readyz(ports: PortsDep) -> JSONResponse:
-    """The process can do its work: the database answers and its schema is current."""
-    checks: dict[str, str] = {}
-    try:
-        await ports.store.ping()
-        checks["database"] = "ok"
-        checks["migrations"] = "ok"
-    except errors.Unavailable as exc:
-        checks["database"] = "ok" if "schema" in exc.message else f"failed: {exc.message}"
-        checks["migrations"] = f"failed: {exc.message}" if "schema" in exc.message else "unknown"
+    """The process can do its work: the database answers, its schema is current and it accepts a write."""
+    checks = await readiness.check(ports)
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -5,10 +5,12 @@ any document name or value is shown as text, never as markup. A little htmx (ven
 polls status fragments; every page works without it.
 
 - **Access**: every UI route depends on `ui_access` (added once, on the UI router): the same authentication
-  and authorization as the API (``deps.decide``), with the token from the session cookie set by the login
-  page (``login_router``: HttpOnly, SameSite=Strict, path ``/ui``, Secure over HTTPS) or a Bearer header.
-  Without a valid token a page redirects to ``/ui/login``; a refusal is the 403 page with the policy's
-  reasons. The static files need no token.
+  and authorization as the API (``deps.decide``), with a Bearer header or the session cookie set by the
+  login page (``login_router``). The cookie carries an opaque server-side session id, never the token
+  (``usecases.ui_sessions``: stored hashed, bound to the token, idle and absolute expiry, revoked at
+  sign-out and with the token); it is HttpOnly, SameSite=Strict, path ``/ui``, Secure over HTTPS. Without a
+  valid session a page redirects to ``/ui/login``; a refusal is the 403 page with the policy's reasons. The
+  static files need no token.
 - **Errors**: `UIRoute` turns a `StacklError` (and a bad query parameter) into an HTML error page with the
   status the API would give (``problems.status_of``), instead of a problem+json body.
 - **CSRF**: every POST depends on `same_origin`: the browser's ``Origin`` header (else ``Referer``) must name
@@ -17,6 +19,7 @@ polls status fragments; every page works without it.
   session cookie is SameSite=Strict as well, so a cross-site request does not even carry it.
 """
 
+import math
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -31,9 +34,10 @@ from fastapi.routing import APIRoute
 
 from stackl import errors
 from stackl.api import deps, problems
+from stackl.config import Settings
 from stackl.domain import revisions
 from stackl.domain.stored import LogLine
-from stackl.usecases import tokens as token_cases
+from stackl.usecases import ui_sessions
 from stackl.usecases.ports import Ports
 
 PREFIX = "/ui"
@@ -125,7 +129,11 @@ def render(
 ) -> HTMLResponse:
     """A page (or an htmx fragment) rendered from ``template`` with ``context`` and ``ctx``."""
     values = {**(context or {}), **ctx}
-    html = ENV.get_template(template).render(request=request, path=request.url.path, **values)
+    caller = getattr(request.state, "caller", None)
+    signed_in = deps.presented_session(request) is not None and getattr(caller, "authenticated", False)
+    html = ENV.get_template(template).render(
+        request=request, path=request.url.path, signed_in=signed_in, **values
+    )
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
@@ -266,19 +274,28 @@ async def login_page(request: Request, next: str = PREFIX) -> HTMLResponse:
 
 @login_router.post("/login", name="ui_login_submit", dependencies=[Depends(same_origin)])
 async def login_submit(request: Request) -> Response:
-    """Check the token and keep it in the session cookie."""
+    """Check the token and open a server-side session; the cookie carries the session's id only."""
     form = await read_form(request)
     target = _safe_next(form.get("next", PREFIX))
     ports: Ports = request.app.state.ports
+    settings: Settings = request.app.state.settings
     internal = getattr(request.app.state, "internal_subjects", {})
     try:
-        await token_cases.authenticate(ports, form.get("token", "").strip(), extra=internal)
+        opened = await ui_sessions.open_session(
+            ports,
+            form.get("token", "").strip(),
+            idle_s=settings.auth.ui_session_idle_s,
+            max_s=settings.auth.ui_session_max_s,
+            extra=internal,
+        )
     except errors.Unauthenticated:
         return render(request, "login.html", status=401, next=target, message="invalid or expired token")
     response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    lifetime = (opened.expires_at - ports.clock.now()).total_seconds()
     response.set_cookie(
         deps.COOKIE,
-        form.get("token", "").strip(),
+        opened.session_id,
+        max_age=max(math.ceil(lifetime), 1),  # the browser forgets it when the session ends at the latest
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -289,7 +306,12 @@ async def login_submit(request: Request) -> Response:
 
 @login_router.post("/logout", name="ui_logout", dependencies=[Depends(same_origin)])
 async def logout(request: Request) -> Response:
-    """Forget the session cookie."""
+    """Sign out: the session is revoked on the server (a copy of the cookie is worthless), the cookie dropped."""
+    session = deps.presented_session(request)
+    if session is not None:
+        await ui_sessions.close_session(request.app.state.ports, session)
     response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=SECURITY_HEADERS)
-    response.delete_cookie(deps.COOKIE, path=PREFIX)
+    response.delete_cookie(
+        deps.COOKIE, path=PREFIX, httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
     return response
