@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 from tests.unit.api.test_ui import FORM, ORIGIN, deploy, html
 
+from stackl.api.ui.common import ENV
 from stackl.usecases.ports import Ports
 
 CAUSE = "ansible-playbook exited with code 2: task \"Configure\" failed on web_0: 'db_host' is undefined"
@@ -168,3 +169,9 @@ async def test_the_plan_page_says_what_to_create_first_when_there_is_nothing_to_
     assert "stack infrastructure template" in empty
     assert (await deploy(api)).status_code == 303  # loads the templates
     assert 'id="nothing-to-plan"' not in html(await api.get("/ui/plan"))
+
+
+def test_progress_counts_unchanged_steps() -> None:
+    macro = ENV.get_template("macros.html").module.progress  # type: ignore[attr-defined]
+    task = {"progress": {"ready": 1, "unchanged": 3, "failed": 0}}
+    assert str(macro(task)).strip() == "1 ready, 3 unchanged"
