@@ -56,7 +56,13 @@ _KEYWORDS = frozenset(
     {"package", "import", "default", "else", "not", "some", "every", "with", "as", "in", "if", "contains"}
 )
 _HEAD = re.compile(rf"(?:default\s+)?({_IDENT})")
-_CALL = re.compile(rf"(?<![A-Za-z0-9_.\]\)])({_REF})\s*\(")
+# A call: a reference then `(` on the same line (a line break ends an expression in Rego).
+_CALL = re.compile(rf"(?<![A-Za-z0-9_.\]\)])({_REF})[ \t]*\(")
+# Names followed by `(` that are not function calls: `set()` is the empty set.
+_CONSTRUCTORS = frozenset({"set"})
+# `v =` or `v :=` ending the text before a call: the call is the value of an assignment statement.
+_ASSIGNED = re.compile(rf"(?:^|(?<=[{{;\n|]))[ \t]*({_IDENT})[ \t]*(:?=)[ \t]*$")
+HEAD_VALUE = "__stackl_h"
 # A whole call argument that is a reference iterating with `_` (``input.prefixes[_]``, ``xs[_].name``).
 _WILDCARD_ARG = re.compile(rf"\s*({_IDENT}(?:\.{_IDENT}|\[[^\[\]]*\])*\[_\](?:\.{_IDENT}|\[[^\[\]]*\])*)\s*")
 HOISTED = "__stackl_w"
@@ -105,6 +111,9 @@ class Rewrite:
     original: str
     text: str
     edits: tuple[tuple[int, int, str], ...]  # (start, end, replacement) on the original, in order
+    # Insertions that copy user code from elsewhere: (edit start, offset of the copy in the replacement,
+    # offset of the code in the original), so that a position inside the copy maps to the user's code.
+    moves: tuple[tuple[int, int, int], ...] = ()
 
     def to_original(self, offset: int) -> int:
         """Map a character offset of ``text`` to the original source (inside an edit: the edit's start)."""
@@ -114,6 +123,9 @@ class Rewrite:
             if offset < new_start:
                 break
             if offset < new_start + len(replacement):
+                for at, copy, origin in self.moves:
+                    if at == start and offset - new_start >= copy:
+                        return origin + offset - new_start - copy
                 return start
             delta += len(replacement) - (end - start)
         return max(0, min(len(self.original), offset - delta))
@@ -266,13 +278,35 @@ def _arguments(masked: str, open_paren: int, close_paren: int) -> list[tuple[int
     return spans
 
 
+def _statement_call(masked: str, start: int, close_paren: int) -> int | None:
+    """Where the statement holding the call at ``start`` begins, or None.
+
+    Only a call that is a whole statement, or the whole value of one (``v := f(…)``, ``v = f(…)``), in a rule or
+    comprehension body qualifies.
+    """
+    after = masked[close_paren + 1 :].lstrip(" \t\r")
+    if after and after[0] not in "};\n]":
+        return None
+    before = masked[max(0, start - 200) : start]
+    assigned = _ASSIGNED.search(before)
+    if assigned is not None:
+        return start - len(before) + assigned.start(1)
+    stripped = before.rstrip(" \t")
+    if stripped and stripped[-1] not in "{;\n|":
+        return None
+    if re.search(r"(?:^|[\s{;|])not\s*$", before):
+        return None
+    return start
+
+
 def _hoisted_wildcards(module: Module) -> list[tuple[int, int, str]]:
     """Edits that bind ``_`` references used as call arguments to a variable first (an engine bug).
 
     regopy 1.5.2 refuses ``startswith(image, input.prefixes[_])`` ("Invalid bracket argument"), which OPA
-    evaluates for every element. A call that is a statement of its own (after ``{``, ``;`` or a line start,
-    before ``}``, ``;`` or a line end, not negated) becomes ``__stackl_wN := input.prefixes[_]; startswith(image,
-    __stackl_wN)``: the same meaning, on the same line. Negated or nested calls are left as they are.
+    evaluates for every element. A call that is a statement of its own or the value of an assignment (in a rule
+    or a comprehension body, not negated) becomes ``__stackl_wN := input.prefixes[_]; startswith(image,
+    __stackl_wN)``, as OPA itself binds it: the same meaning, on the same line. Nested calls are left as they
+    are.
     """
     masked, edits, counter = module.masked, [], 0
     for match in _CALL.finditer(masked):
@@ -280,13 +314,8 @@ def _hoisted_wildcards(module: Module) -> list[tuple[int, int, str]]:
         close_paren = _matching(masked, open_paren)
         if close_paren < 0:
             continue
-        before = masked[:start].rstrip(" \t")
-        if before and before[-1] not in "{;\n":
-            continue
-        if re.search(r"(?:^|[\s{;])not\s*$", masked[:start]):
-            continue
-        after = masked[close_paren + 1 :].lstrip(" \t\r")
-        if after and after[0] not in "};\n":
+        statement = _statement_call(masked, start, close_paren)
+        if statement is None:
             continue
         bindings = []
         for arg_start, arg_end in _arguments(masked, open_paren, close_paren):
@@ -298,11 +327,108 @@ def _hoisted_wildcards(module: Module) -> list[tuple[int, int, str]]:
             bindings.append(f"{variable} := {module.source[found.start(1) : found.end(1)]}; ")
             edits.append((found.start(1), found.end(1), variable))
         if bindings:
-            edits.append((start, start, "".join(bindings)))
+            edits.append((statement, statement, "".join(bindings)))
     return edits
 
 
-def _calls(module: Module) -> Iterator[tuple[str, int]]:
+@dataclass(frozen=True, slots=True)
+class _Comprehension:
+    open_bracket: int
+    bar: int  # offset of the top-level `|`
+    close_bracket: int
+    rule_start: int  # where the enclosing top-level statement starts
+
+
+def _comprehensions(masked: str) -> Iterator[_Comprehension]:
+    """Every array, set and object comprehension (a bracket whose content has a top-level ``|``)."""
+    starts = list(_statements(masked))
+    for i, ch in enumerate(masked):
+        if ch not in "[{":
+            continue
+        close = _matching(masked, i)
+        if close < 0:
+            continue
+        depth = 0
+        for j in range(i + 1, close):
+            if masked[j] in _OPENERS:
+                depth += 1
+            elif masked[j] in _CLOSERS:
+                depth -= 1
+            elif masked[j] == "|" and depth == 0:
+                rule_start = max((s for s in starts if s <= i), default=0)
+                yield _Comprehension(i, j, close, rule_start)
+                break
+
+
+def _body_statements(masked: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each statement of a comprehension body, split at top-level ``;`` and line breaks."""
+    depth, begin = 0, start
+    for i in range(start, end + 1):
+        ch = masked[i] if i < end else ";"
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS:
+            depth -= 1
+        elif ch in ";\n" and depth == 0:
+            text = masked[begin:i]
+            if text.strip():
+                lead = len(text) - len(text.lstrip())
+                yield begin + lead, begin + len(text.rstrip())
+            begin = i + 1
+
+
+def _comprehension_edits(module: Module) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int]]]:
+    """Edits that make comprehensions evaluate as in OPA (engine bugs of regopy 1.5.2).
+
+    - ``v = f(…)`` with a fresh ``v`` in a comprehension body fails with "Unable to unify due to cycle": it
+      becomes ``v := f(…)`` (for a fresh variable, unification and assignment mean the same).
+    - A head that calls a function (``[startswith(x.image, r) | r := …]``) does not see the rule's iteration
+      variables: the call moves to the end of the body, bound to ``__stackl_hN``, which the head returns.
+
+    Returns the edits and the moves (see :class:`Rewrite`).
+    """
+    masked, source, counter = module.masked, module.source, 0
+    edits: list[tuple[int, int, str]] = []
+    moves: list[tuple[int, int, int]] = []
+    names = module.rules | module.functions | {"input", "data"}
+    for comp in _comprehensions(masked):
+        before = masked[comp.rule_start : comp.open_bracket]
+        for stmt_start, stmt_end in _body_statements(masked, comp.bar + 1, comp.close_bracket):
+            found = re.match(rf"({_IDENT})[ \t]*=(?!=)[ \t]*({_REF})[ \t]*\(", masked[stmt_start:stmt_end])
+            if found is None or found.group(1) in names or found.group(1) == "_":
+                continue
+            open_paren = stmt_start + found.end() - 1
+            if _matching(masked, open_paren) != stmt_end - 1:
+                continue  # the value is more than one call
+            seen = before + masked[comp.bar + 1 : stmt_start]
+            if re.search(rf"(?<![A-Za-z0-9_.]){found.group(1)}(?![A-Za-z0-9_])", seen):
+                continue  # bound before: `=` compares
+            eq = stmt_start + found.start(2) - 1
+            while masked[eq] != "=":
+                eq -= 1
+            edits.append((eq, eq + 1, ":="))
+        head = masked[comp.open_bracket + 1 : comp.bar]
+        call = re.fullmatch(rf"\s*({_REF})[ \t]*\(.*?\s*", head, re.DOTALL)
+        if call is None or "\n" in head or call.group(1) in _CONSTRUCTORS:
+            continue
+        head_start = comp.open_bracket + 1 + (len(head) - len(head.lstrip()))
+        head_end = comp.bar - (len(head) - len(head.rstrip()))
+        if _matching(masked, masked.index("(", head_start)) != head_end - 1:
+            continue
+        body_end = comp.close_bracket
+        while masked[body_end - 1] in " \t\r\n":
+            body_end -= 1
+        counter += 1
+        variable = f"{HEAD_VALUE}{counter}"
+        edits.append((head_start, head_end, variable))
+        prefix = f"; {variable} := "
+        edits.append((body_end, body_end, prefix + source[head_start:head_end]))
+        moves.append((body_end, len(prefix), head_start))
+    return edits, moves
+
+
+def calls(module: Module) -> Iterator[tuple[str, int]]:
+    """Every call in the module's code (name, offset), strings and comments excluded."""
     for match in _CALL.finditer(module.masked):
         yield match.group(1), match.start(1)
 
@@ -324,8 +450,10 @@ def rewrite(module: Module) -> Rewrite:
         if not head.has_if:
             edits.append((head.body, head.body, "if "))
     edits.extend(_hoisted_wildcards(module))
+    comprehension_edits, moves = _comprehension_edits(module)
+    edits.extend(comprehension_edits)
     helpers: list[str] = []
-    for name, offset in _calls(module):
+    for name, offset in calls(module):
         if name in _HELPERS and name not in module.functions:
             edits.append((offset, offset + len(name), HELPER_ALL if name == "all" else HELPER_ANY))
             if _HELPERS[name] not in helpers:
@@ -333,14 +461,21 @@ def rewrite(module: Module) -> Rewrite:
     if helpers:
         tail = "" if source.endswith("\n") else "\n"
         edits.append((len(source), len(source), tail + "".join(helpers)))
-    edits.sort(key=lambda e: (e[0], e[1]))
+    return apply(source, edits, moves)
+
+
+def apply(
+    source: str, edits: list[tuple[int, int, str]], moves: list[tuple[int, int, int]] | None = None
+) -> Rewrite:
+    """Apply non-overlapping ``(start, end, replacement)`` edits of ``source``; the Rewrite maps offsets back."""
+    edits = sorted(edits, key=lambda e: (e[0], e[1]))
     parts, last = [], 0
     for start, end, replacement in edits:
         parts.append(source[last:start])
         parts.append(replacement)
         last = end
     parts.append(source[last:])
-    return Rewrite(source, "".join(parts), tuple(edits))
+    return Rewrite(source, "".join(parts), tuple(edits), tuple(moves or ()))
 
 
 def problems(
@@ -349,6 +484,8 @@ def problems(
     name: str | None = None,
     is_builtin: Callable[[str], bool] | None = None,
     require_entry_rule: bool = True,
+    refused: frozenset[str] = MISSING_BUILTINS,
+    refused_prefixes: tuple[str, ...] = MISSING_PREFIXES,
 ) -> list[Problem]:
     """Why a template's source is not usable, beyond syntax (which only the engine knows).
 
@@ -357,6 +494,8 @@ def problems(
         name: the template name the package must equal (None: not checked).
         is_builtin: the engine's builtin test; when given, any call of an unknown function is reported.
         require_entry_rule: whether one of ``solutions``, ``infringement``, ``filter``, ``allow`` is required.
+        refused: builtins reported as not available (the engine lacks them or must not offer them).
+        refused_prefixes: name prefixes of such builtins.
     """
     found: list[Problem] = []
     if module.package is None:
@@ -371,10 +510,16 @@ def problems(
                 Problem(offset, f"import {path} is not allowed (only rego.v1 and future.keywords[.x])")
             )
     reported: set[str] = set()
-    for call, offset in _calls(module):
-        if call in module.functions or call in _KEYWORDS or call.startswith("data.") or call in reported:
+    for call, offset in calls(module):
+        if call in module.functions or call in _KEYWORDS or call in _CONSTRUCTORS or call.startswith("data."):
             continue
-        if call in MISSING_BUILTINS or call.startswith(MISSING_PREFIXES) or (module.v1 and call in _HELPERS):
+        if call in reported:
+            continue
+        if (
+            call in refused
+            or (refused_prefixes and call.startswith(refused_prefixes))
+            or (module.v1 and call in _HELPERS)
+        ):
             found.append(Problem(offset, f"builtin {call} is not available in this engine"))
         elif call in _HELPERS or call in EXTRA_CALLABLES or is_builtin is None or is_builtin(call):
             continue
