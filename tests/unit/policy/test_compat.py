@@ -161,7 +161,9 @@ def test_a_head_calling_a_function_moves_into_the_body() -> None:
     source = _rule("satisfied := [startswith(inv.image, r) | r := input.repos[_]]")
     out = _rewrite(source)
     line = out.text.splitlines()[3]
-    assert line == "  satisfied := [__stackl_h1 | r := input.repos[_]; __stackl_h1 := startswith(inv.image, r)]"
+    assert (
+        line == "  satisfied := [__stackl_h1 | r := input.repos[_]; __stackl_h1 := startswith(inv.image, r)]"
+    )
     assert out.text.count("\n") == source.count("\n") + 1  # the any() helper only
     # an error inside the moved call points at the call in the user's source
     moved = out.text.index("startswith")
