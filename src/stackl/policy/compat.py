@@ -48,7 +48,10 @@ HELPER_ANY = "__stackl_any"
 _HELPERS = {
     "all": f"{HELPER_ALL}(xs) = r {{ r := count([x | x := xs[_]; x != true]) == 0 }}\n",
     "any": f"{HELPER_ANY}(xs) = r {{ r := count([x | x := xs[_]; x == true]) > 0 }}\n",
+    "set_diff": "__stackl_set_diff(a, b) = r { r := a - b }\n",
 }
+# OPA 0.x's deprecated builtins the engine lacks: the call is renamed (to a helper above, or a builtin).
+_RENAMED = {"all": HELPER_ALL, "any": HELPER_ANY, "set_diff": "__stackl_set_diff", "re_match": "regex.match"}
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _REF = rf"{_IDENT}(?:\.{_IDENT})*"
@@ -433,6 +436,29 @@ def calls(module: Module) -> Iterator[tuple[str, int]]:
         yield match.group(1), match.start(1)
 
 
+def _line_break_edits(masked: str) -> list[tuple[int, int, str]]:
+    """``;`` after a body line whose next line starts with ``(``, which the engine reads as a call.
+
+    regopy 1.5.2 parses ``input.parameters.minimum`` followed by a line ``(a - b) >= c`` as a call of the
+    reference; OPA ends the expression at the line break. The ``;`` keeps OPA's meaning on the same line.
+    """
+    edits: list[tuple[int, int, str]] = []
+    stack: list[str] = []
+    last_code = -1
+    for i, ch in enumerate(masked):
+        if ch in _OPENERS:
+            if ch == "(" and stack and stack[-1] == "{" and last_code >= 0 and "\n" in masked[last_code:i]:
+                previous = masked[last_code]
+                if previous.isalnum() or previous in '_])}"':
+                    edits.append((last_code + 1, last_code + 1, ";"))
+            stack.append(ch)
+        elif ch in _CLOSERS and stack:
+            stack.pop()
+        if not ch.isspace():
+            last_code = i
+    return edits
+
+
 def rewrite(module: Module) -> Rewrite:
     """Make a v0 module evaluate as OPA 0.x did; a ``rego.v1`` module is returned unchanged.
 
@@ -452,11 +478,12 @@ def rewrite(module: Module) -> Rewrite:
     edits.extend(_hoisted_wildcards(module))
     comprehension_edits, moves = _comprehension_edits(module)
     edits.extend(comprehension_edits)
+    edits.extend(_line_break_edits(module.masked))
     helpers: list[str] = []
     for name, offset in calls(module):
-        if name in _HELPERS and name not in module.functions:
-            edits.append((offset, offset + len(name), HELPER_ALL if name == "all" else HELPER_ANY))
-            if _HELPERS[name] not in helpers:
+        if name in _RENAMED and name not in module.functions:
+            edits.append((offset, offset + len(name), _RENAMED[name]))
+            if name in _HELPERS and _HELPERS[name] not in helpers:
                 helpers.append(_HELPERS[name])
     if helpers:
         tail = "" if source.endswith("\n") else "\n"
@@ -521,7 +548,7 @@ def problems(
             or (module.v1 and call in _HELPERS)
         ):
             found.append(Problem(offset, f"builtin {call} is not available in this engine"))
-        elif call in _HELPERS or call in EXTRA_CALLABLES or is_builtin is None or is_builtin(call):
+        elif call in _RENAMED or call in EXTRA_CALLABLES or is_builtin is None or is_builtin(call):
             continue
         else:
             found.append(Problem(offset, f"unknown function {call}"))

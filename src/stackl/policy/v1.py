@@ -47,19 +47,39 @@ def _previous_word(masked: str, i: int) -> tuple[str, int]:
 
 
 def _body_openings(masked: str) -> list[int]:
-    """Offsets of the ``{`` that open a rule body (top level), as opposed to object or set values."""
-    found, depth = [], 0
+    """Offsets of the ``{`` that open a rule body (top level), as opposed to object or set values.
+
+    A body chained to the previous one (``p { a } { b }``) keeps no ``if`` of its own: v1 writes it
+    ``p if { a } { b }``.
+    """
+    found, depth, body_ends = [], 0, set()
     for i, ch in enumerate(masked):
         if ch == "{" and depth == 0:
-            word, _ = _previous_word(masked, i)
+            word, end = _previous_word(masked, i)
             # A body follows a head (`]`, `)`, a name, a value, `else`); a value follows `=`, `:=`, `,`, `(`.
             if word and word not in ("=", "if", ",", "(", "[", "|", ":", "contains", "default"):
+                if end - 1 in body_ends:
+                    body_ends.add(_closing(masked, i))
+                    continue
                 found.append(i)
+                body_ends.add(_closing(masked, i))
         if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth = max(0, depth - 1)
     return found
+
+
+def _closing(masked: str, start: int) -> int:
+    depth = 0
+    for i in range(start, len(masked)):
+        if masked[i] in "([{":
+            depth += 1
+        elif masked[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
 
 
 def convert(source: str) -> compat.Rewrite:

@@ -178,3 +178,12 @@ def test_the_scanner_knows_set_and_stops_a_call_at_a_line_break() -> None:
     # `x` then `(1)` on the next line is not a call of `x`
     split = compat.scan("package p\nallow {\n  x := 1\n  y := x\n  (1 + 1) == 2\n}\n")
     assert [name for name, _ in compat.calls(split)] == []
+
+
+def test_deprecated_builtins_and_a_parenthesis_on_the_next_line() -> None:
+    source = "package p\nr = [re_match(\"a\", \"b\"), set_diff({1}, {2})]\nallow {\n  input.x\n  (1 + 1) == 2\n}\n"
+    out = _rewrite(source).text.splitlines()
+    assert out[1] == 'r = [regex.match("a", "b"), __stackl_set_diff({1}, {2})]'
+    assert out[3] == "  input.x;"  # OPA ends the expression at the line break; regopy would call input.x
+    assert out[4] == "  (1 + 1) == 2"
+    assert out[-1] == "__stackl_set_diff(a, b) = r { r := a - b }"
