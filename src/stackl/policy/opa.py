@@ -42,12 +42,10 @@ _PREFIXES = ("bundle activation failed: ", "1 error occurred: ")
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    """One policy revision, converted to v1, with its data document (JSON text)."""
+    """One policy revision as converted to v1 (its Rewrite maps OPA's error positions back)."""
 
     name: str
     rewrite: compat.Rewrite
-    data: Any
-    set_rules: frozenset[str]
 
 
 def _policy_error(message: str, policy: str) -> PolicyError:
@@ -178,7 +176,7 @@ class OpaPolicyEngine(PolicyEngine):
         if problems:
             message = "; ".join(compat.describe(policy.source, p) for p in problems)
             raise _policy_error(f"policy {policy.name} does not compile: {message}", policy.name)
-        compiled = _Compiled(policy.name, v1.convert(policy.source), data, module.set_rules)
+        compiled = _Compiled(policy.name, v1.convert(policy.source))
         engine = OpaEngine()
         try:
             engine.add_policy(f"{policy.name}.rego", compiled.rewrite.text)
