@@ -181,7 +181,9 @@ def test_the_scanner_knows_set_and_stops_a_call_at_a_line_break() -> None:
 
 
 def test_deprecated_builtins_and_a_parenthesis_on_the_next_line() -> None:
-    source = "package p\nr = [re_match(\"a\", \"b\"), set_diff({1}, {2})]\nallow {\n  input.x\n  (1 + 1) == 2\n}\n"
+    source = (
+        'package p\nr = [re_match("a", "b"), set_diff({1}, {2})]\nallow {\n  input.x\n  (1 + 1) == 2\n}\n'
+    )
     out = _rewrite(source).text.splitlines()
     assert out[1] == 'r = [regex.match("a", "b"), __stackl_set_diff({1}, {2})]'
     assert out[3] == "  input.x;"  # OPA ends the expression at the line break; regopy would call input.x

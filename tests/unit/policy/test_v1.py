@@ -6,8 +6,8 @@ def test_rule_bodies_get_if_and_partial_sets_contains_on_the_same_lines() -> Non
         "package p\n"
         "default allow = false\n"
         'deny[{"msg": m}] { m := "x" }\n'
-        'obj[k] = v { v := input.o[k] }\n'
-        'f(x) = y { y := x } { y := 0 }\n'
+        "obj[k] = v { v := input.o[k] }\n"
+        "f(x) = y { y := x } { y := 0 }\n"
         'size = "s" { input.n < 1 } else = "l" { true }\n'
         'v = {"a": 1}\n'
         "allow { any([input.ok]) }\n"

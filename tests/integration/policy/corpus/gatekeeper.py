@@ -115,7 +115,9 @@ INGRESS_INVENTORY = {
         }
     }
 }
-STORAGE_INVENTORY: dict[str, Any] = {"inventory": {"cluster": {"storage.k8s.io/v1": {"StorageClass": {"standard": {}}}}}}
+STORAGE_INVENTORY: dict[str, Any] = {
+    "inventory": {"cluster": {"storage.k8s.io/v1": {"StorageClass": {"standard": {}}}}}
+}
 PVC = {
     "apiVersion": "v1",
     "kind": "PersistentVolumeClaim",
