@@ -1,15 +1,12 @@
-"""The STACKL 0.5 compatibility layer over the embedded Rego engine (spec/lifecycle.md §3.12).
+"""The text layer under both Rego engines: a scanner of Rego modules, the static checks, position mapping.
 
-STACKL 0.5 ran its policies on OPA 0.x, in Rego v0. The embedded engine (regopy) parses v0 but differs in two
-ways that change results: a v0 partial set rule ``name[term] { body }`` comes back as an object keyed by each
-element's JSON text, and the builtins ``all``/``any`` do not exist. This module fixes both in the *source*, before
-compilation, and keeps every line where it was so that an error still points at the user's line; the columns
-of rewritten lines shift, so a :class:`Rewrite` maps an engine offset back to the user's original source.
-
-It also holds the static checks of a policy template write (package, imports, builtins, entry rules), done on a
-copy of the source whose strings and comments are blanked out, so that ``all`` in a string or ``all_services``
-never matches. Everything here is pure text work: the engine adapter (``rego.py``) is the only module that
-imports regopy, and it passes ``is_builtin`` in when it wants unknown calls detected.
+STACKL 0.5 ran its users' policies on OPA 0.x, in Rego v0; both engines need the source adapted before they
+compile it (``regopy_rewrite`` works around regopy's differences, ``v1`` converts v0 to v1 for OPA), always with
+every line kept where it was. This module holds what they share: a scan of a module (package, imports, rules,
+functions, v0 partial set heads) on a copy whose strings and comments are blanked out, so that ``all`` in a string
+or ``all_services`` never matches; a :class:`Rewrite` that maps an engine position back to the user's source; the
+static checks of a policy template write (package, imports, builtins, entry rules); regopy's error texts; and the
+normalisation of results. Everything here is pure text work: no engine is imported.
 """
 
 import json
@@ -45,33 +42,27 @@ HELPER_ALL = "__stackl_all"
 HELPER_ANY = "__stackl_any"
 # Rego v0 helpers with OPA 0.x semantics: every/some element equals ``true``; an empty collection gives
 # true/false. Appended after the user's last line, so no user line moves.
-_HELPERS = {
+HELPERS = {
     "all": f"{HELPER_ALL}(xs) = r {{ r := count([x | x := xs[_]; x != true]) == 0 }}\n",
     "any": f"{HELPER_ANY}(xs) = r {{ r := count([x | x := xs[_]; x == true]) > 0 }}\n",
     "set_diff": "__stackl_set_diff(a, b) = r { r := a - b }\n",
 }
 # OPA 0.x's deprecated builtins the engine lacks: the call is renamed (to a helper above, or a builtin).
-_RENAMED = {"all": HELPER_ALL, "any": HELPER_ANY, "set_diff": "__stackl_set_diff", "re_match": "regex.match"}
+RENAMED = {"all": HELPER_ALL, "any": HELPER_ANY, "set_diff": "__stackl_set_diff", "re_match": "regex.match"}
 
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_REF = rf"{_IDENT}(?:\.{_IDENT})*"
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+REF = rf"{IDENT}(?:\.{IDENT})*"
 _KEYWORDS = frozenset(
     {"package", "import", "default", "else", "not", "some", "every", "with", "as", "in", "if", "contains"}
 )
-_HEAD = re.compile(rf"(?:default\s+)?({_IDENT})")
+_HEAD = re.compile(rf"(?:default\s+)?({IDENT})")
 # A call: a reference then `(` on the same line (a line break ends an expression in Rego).
-_CALL = re.compile(rf"(?<![A-Za-z0-9_.\]\)])({_REF})[ \t]*\(")
+CALL = re.compile(rf"(?<![A-Za-z0-9_.\]\)])({REF})[ \t]*\(")
 # Names followed by `(` that are not function calls: `set()` is the empty set.
-_CONSTRUCTORS = frozenset({"set"})
-# `v =` or `v :=` ending the text before a call: the call is the value of an assignment statement.
-_ASSIGNED = re.compile(rf"(?:^|(?<=[{{;\n|]))[ \t]*({_IDENT})[ \t]*(:?=)[ \t]*$")
-HEAD_VALUE = "__stackl_h"
-# A whole call argument that is a reference iterating with `_` (``input.prefixes[_]``, ``xs[_].name``).
-_WILDCARD_ARG = re.compile(rf"\s*({_IDENT}(?:\.{_IDENT}|\[[^\[\]]*\])*\[_\](?:\.{_IDENT}|\[[^\[\]]*\])*)\s*")
-HOISTED = "__stackl_w"
+CONSTRUCTORS = frozenset({"set"})
 _ERROR = re.compile(r"\(error \d+:[^|\n]*\|(\d+)\|\d+")
 _ERRORMSG = re.compile(r"\(errormsg (\d+):")
-_OPENERS, _CLOSERS = "([{", ")]}"
+OPENERS, CLOSERS = "([{", ")]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,20 +167,20 @@ def line_col(source: str, offset: int) -> tuple[int, int]:
     return line, offset - (source.rfind("\n", 0, offset) + 1) + 1
 
 
-def _matching(masked: str, start: int) -> int:
+def matching(masked: str, start: int) -> int:
     """Offset of the bracket closing the one at ``start``, or -1."""
     depth = 0
     for i in range(start, len(masked)):
-        if masked[i] in _OPENERS:
+        if masked[i] in OPENERS:
             depth += 1
-        elif masked[i] in _CLOSERS:
+        elif masked[i] in CLOSERS:
             depth -= 1
             if depth == 0:
                 return i
     return -1
 
 
-def _statements(masked: str) -> Iterator[int]:
+def statements(masked: str) -> Iterator[int]:
     """Offsets of the first character of every line that starts outside any bracket (a statement start)."""
     depth, at_line_start = 0, True
     for i, ch in enumerate(masked):
@@ -201,13 +192,13 @@ def _statements(masked: str) -> Iterator[int]:
             if at_line_start and depth == 0:
                 yield i
             at_line_start = False
-            if ch in _OPENERS:
+            if ch in OPENERS:
                 depth += 1
-            elif ch in _CLOSERS:
+            elif ch in CLOSERS:
                 depth = max(0, depth - 1)
 
 
-def _skip_space(masked: str, i: int) -> int:
+def skip_space(masked: str, i: int) -> int:
     while i < len(masked) and masked[i] in " \t\r\n":
         i += 1
     return i
@@ -222,8 +213,8 @@ def scan(source: str) -> Module:
     functions: set[str] = set()
     set_rules: set[str] = set()
     partial_sets: list[_PartialSet] = []
-    for start in _statements(masked):
-        keyword = re.match(rf"(package|import)\s+({_REF})", masked[start:])
+    for start in statements(masked):
+        keyword = re.match(rf"(package|import)\s+({REF})", masked[start:])
         if keyword:
             if keyword.group(1) == "package" and package is None:
                 package, package_offset = keyword.group(2), start
@@ -233,7 +224,7 @@ def scan(source: str) -> Module:
         head = _HEAD.match(masked, start)
         if head is None or head.group(1) in _KEYWORDS:
             continue
-        name, after = head.group(1), _skip_space(masked, head.end())
+        name, after = head.group(1), skip_space(masked, head.end())
         nxt = masked[after : after + 1]
         if nxt == "(":
             functions.add(name)
@@ -242,10 +233,10 @@ def scan(source: str) -> Module:
         if re.match(r"contains\b", masked[after:]):
             set_rules.add(name)
         elif nxt == "[":
-            close = _matching(masked, after)
+            close = matching(masked, after)
             if close < 0:
                 continue
-            body = _skip_space(masked, close + 1)
+            body = skip_space(masked, close + 1)
             has_if = re.match(r"if\b", masked[body:]) is not None
             if masked[body : body + 1] == "{" or has_if:
                 set_rules.add(name)
@@ -265,230 +256,10 @@ def scan(source: str) -> Module:
     )
 
 
-def _arguments(masked: str, open_paren: int, close_paren: int) -> list[tuple[int, int]]:
-    """(start, end) of each top-level argument between a call's parentheses."""
-    spans, depth, start = [], 0, open_paren + 1
-    for i in range(open_paren + 1, close_paren):
-        ch = masked[i]
-        if ch in _OPENERS:
-            depth += 1
-        elif ch in _CLOSERS:
-            depth -= 1
-        elif ch == "," and depth == 0:
-            spans.append((start, i))
-            start = i + 1
-    spans.append((start, close_paren))
-    return spans
-
-
-def _statement_call(masked: str, start: int, close_paren: int) -> int | None:
-    """Where the statement holding the call at ``start`` begins, or None.
-
-    Only a call that is a whole statement, or the whole value of one (``v := f(…)``, ``v = f(…)``), in a rule or
-    comprehension body qualifies.
-    """
-    after = masked[close_paren + 1 :].lstrip(" \t\r")
-    if after and after[0] not in "};\n]":
-        return None
-    before = masked[max(0, start - 200) : start]
-    assigned = _ASSIGNED.search(before)
-    if assigned is not None:
-        return start - len(before) + assigned.start(1)
-    stripped = before.rstrip(" \t")
-    if stripped and stripped[-1] not in "{;\n|":
-        return None
-    if re.search(r"(?:^|[\s{;|])not\s*$", before):
-        return None
-    return start
-
-
-def _hoisted_wildcards(module: Module) -> list[tuple[int, int, str]]:
-    """Edits that bind ``_`` references used as call arguments to a variable first (an engine bug).
-
-    regopy 1.5.2 refuses ``startswith(image, input.prefixes[_])`` ("Invalid bracket argument"), which OPA
-    evaluates for every element. A call that is a statement of its own or the value of an assignment (in a rule
-    or a comprehension body, not negated) becomes ``__stackl_wN := input.prefixes[_]; startswith(image,
-    __stackl_wN)``, as OPA itself binds it: the same meaning, on the same line. Nested calls are left as they
-    are.
-    """
-    masked, edits, counter = module.masked, [], 0
-    for match in _CALL.finditer(masked):
-        start, open_paren = match.start(1), match.end() - 1
-        close_paren = _matching(masked, open_paren)
-        if close_paren < 0:
-            continue
-        statement = _statement_call(masked, start, close_paren)
-        if statement is None:
-            continue
-        bindings = []
-        for arg_start, arg_end in _arguments(masked, open_paren, close_paren):
-            found = _WILDCARD_ARG.fullmatch(masked, arg_start, arg_end)
-            if found is None:
-                continue
-            counter += 1
-            variable = f"{HOISTED}{counter}"
-            bindings.append(f"{variable} := {module.source[found.start(1) : found.end(1)]}; ")
-            edits.append((found.start(1), found.end(1), variable))
-        if bindings:
-            edits.append((statement, statement, "".join(bindings)))
-    return edits
-
-
-@dataclass(frozen=True, slots=True)
-class _Comprehension:
-    open_bracket: int
-    bar: int  # offset of the top-level `|`
-    close_bracket: int
-    rule_start: int  # where the enclosing top-level statement starts
-
-
-def _comprehensions(masked: str) -> Iterator[_Comprehension]:
-    """Every array, set and object comprehension (a bracket whose content has a top-level ``|``)."""
-    starts = list(_statements(masked))
-    for i, ch in enumerate(masked):
-        if ch not in "[{":
-            continue
-        close = _matching(masked, i)
-        if close < 0:
-            continue
-        depth = 0
-        for j in range(i + 1, close):
-            if masked[j] in _OPENERS:
-                depth += 1
-            elif masked[j] in _CLOSERS:
-                depth -= 1
-            elif masked[j] == "|" and depth == 0:
-                rule_start = max((s for s in starts if s <= i), default=0)
-                yield _Comprehension(i, j, close, rule_start)
-                break
-
-
-def _body_statements(masked: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of each statement of a comprehension body, split at top-level ``;`` and line breaks."""
-    depth, begin = 0, start
-    for i in range(start, end + 1):
-        ch = masked[i] if i < end else ";"
-        if ch in _OPENERS:
-            depth += 1
-        elif ch in _CLOSERS:
-            depth -= 1
-        elif ch in ";\n" and depth == 0:
-            text = masked[begin:i]
-            if text.strip():
-                lead = len(text) - len(text.lstrip())
-                yield begin + lead, begin + len(text.rstrip())
-            begin = i + 1
-
-
-def _comprehension_edits(module: Module) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int]]]:
-    """Edits that make comprehensions evaluate as in OPA (engine bugs of regopy 1.5.2).
-
-    - ``v = f(…)`` with a fresh ``v`` in a comprehension body fails with "Unable to unify due to cycle": it
-      becomes ``v := f(…)`` (for a fresh variable, unification and assignment mean the same).
-    - A head that calls a function (``[startswith(x.image, r) | r := …]``) does not see the rule's iteration
-      variables: the call moves to the end of the body, bound to ``__stackl_hN``, which the head returns.
-
-    Returns the edits and the moves (see :class:`Rewrite`).
-    """
-    masked, source, counter = module.masked, module.source, 0
-    edits: list[tuple[int, int, str]] = []
-    moves: list[tuple[int, int, int]] = []
-    names = module.rules | module.functions | {"input", "data"}
-    for comp in _comprehensions(masked):
-        before = masked[comp.rule_start : comp.open_bracket]
-        for stmt_start, stmt_end in _body_statements(masked, comp.bar + 1, comp.close_bracket):
-            found = re.match(rf"({_IDENT})[ \t]*=(?!=)[ \t]*({_REF})[ \t]*\(", masked[stmt_start:stmt_end])
-            if found is None or found.group(1) in names or found.group(1) == "_":
-                continue
-            open_paren = stmt_start + found.end() - 1
-            if _matching(masked, open_paren) != stmt_end - 1:
-                continue  # the value is more than one call
-            seen = before + masked[comp.bar + 1 : stmt_start]
-            if re.search(rf"(?<![A-Za-z0-9_.]){found.group(1)}(?![A-Za-z0-9_])", seen):
-                continue  # bound before: `=` compares
-            eq = stmt_start + found.start(2) - 1
-            while masked[eq] != "=":
-                eq -= 1
-            edits.append((eq, eq + 1, ":="))
-        head = masked[comp.open_bracket + 1 : comp.bar]
-        call = re.fullmatch(rf"\s*({_REF})[ \t]*\(.*?\s*", head, re.DOTALL)
-        if call is None or "\n" in head or call.group(1) in _CONSTRUCTORS:
-            continue
-        head_start = comp.open_bracket + 1 + (len(head) - len(head.lstrip()))
-        head_end = comp.bar - (len(head) - len(head.rstrip()))
-        if _matching(masked, masked.index("(", head_start)) != head_end - 1:
-            continue
-        body_end = comp.close_bracket
-        while masked[body_end - 1] in " \t\r\n":
-            body_end -= 1
-        counter += 1
-        variable = f"{HEAD_VALUE}{counter}"
-        edits.append((head_start, head_end, variable))
-        prefix = f"; {variable} := "
-        edits.append((body_end, body_end, prefix + source[head_start:head_end]))
-        moves.append((body_end, len(prefix), head_start))
-    return edits, moves
-
-
 def calls(module: Module) -> Iterator[tuple[str, int]]:
     """Every call in the module's code (name, offset), strings and comments excluded."""
-    for match in _CALL.finditer(module.masked):
+    for match in CALL.finditer(module.masked):
         yield match.group(1), match.start(1)
-
-
-def _line_break_edits(masked: str) -> list[tuple[int, int, str]]:
-    """``;`` after a body line whose next line starts with ``(``, which the engine reads as a call.
-
-    regopy 1.5.2 parses ``input.parameters.minimum`` followed by a line ``(a - b) >= c`` as a call of the
-    reference; OPA ends the expression at the line break. The ``;`` keeps OPA's meaning on the same line.
-    """
-    edits: list[tuple[int, int, str]] = []
-    stack: list[str] = []
-    last_code = -1
-    for i, ch in enumerate(masked):
-        if ch in _OPENERS:
-            if ch == "(" and stack and stack[-1] == "{" and last_code >= 0 and "\n" in masked[last_code:i]:
-                previous = masked[last_code]
-                if previous.isalnum() or previous in '_])}"':
-                    edits.append((last_code + 1, last_code + 1, ";"))
-            stack.append(ch)
-        elif ch in _CLOSERS and stack:
-            stack.pop()
-        if not ch.isspace():
-            last_code = i
-    return edits
-
-
-def rewrite(module: Module) -> Rewrite:
-    """Make a v0 module evaluate as OPA 0.x did; a ``rego.v1`` module is returned unchanged.
-
-    ``name[term] { body }`` becomes ``name contains term if { body }`` (a real set), calls of ``all``/``any``
-    call helpers appended after the last line, and ``_`` references passed to a call are bound to a variable
-    first (see `_hoisted_wildcards`). No newline is added or removed before the end of the source.
-    """
-    source = module.source
-    if module.v1:
-        return Rewrite(source, source, ())
-    edits: list[tuple[int, int, str]] = []
-    for head in module.partial_sets:
-        edits.append((head.open_bracket, head.open_bracket + 1, " contains "))
-        edits.append((head.close_bracket, head.close_bracket + 1, " "))
-        if not head.has_if:
-            edits.append((head.body, head.body, "if "))
-    edits.extend(_hoisted_wildcards(module))
-    comprehension_edits, moves = _comprehension_edits(module)
-    edits.extend(comprehension_edits)
-    edits.extend(_line_break_edits(module.masked))
-    helpers: list[str] = []
-    for name, offset in calls(module):
-        if name in _RENAMED and name not in module.functions:
-            edits.append((offset, offset + len(name), _RENAMED[name]))
-            if name in _HELPERS and _HELPERS[name] not in helpers:
-                helpers.append(_HELPERS[name])
-    if helpers:
-        tail = "" if source.endswith("\n") else "\n"
-        edits.append((len(source), len(source), tail + "".join(helpers)))
-    return apply(source, edits, moves)
 
 
 def apply(
@@ -538,17 +309,17 @@ def problems(
             )
     reported: set[str] = set()
     for call, offset in calls(module):
-        if call in module.functions or call in _KEYWORDS or call in _CONSTRUCTORS or call.startswith("data."):
+        if call in module.functions or call in _KEYWORDS or call in CONSTRUCTORS or call.startswith("data."):
             continue
         if call in reported:
             continue
         if (
             call in refused
             or (refused_prefixes and call.startswith(refused_prefixes))
-            or (module.v1 and call in _HELPERS)
+            or (module.v1 and call in HELPERS)
         ):
             found.append(Problem(offset, f"builtin {call} is not available in this engine"))
-        elif call in _RENAMED or call in EXTRA_CALLABLES or is_builtin is None or is_builtin(call):
+        elif call in RENAMED or call in EXTRA_CALLABLES or is_builtin is None or is_builtin(call):
             continue
         else:
             found.append(Problem(offset, f"unknown function {call}"))
@@ -586,9 +357,9 @@ def count_expressions(query: str) -> int:
     """How many expressions a query has (separated by ``;`` or newlines outside brackets, strings, comments)."""
     masked, depth, count, current = mask(query), 0, 0, False
     for ch in masked:
-        if ch in _OPENERS:
+        if ch in OPENERS:
             depth += 1
-        elif ch in _CLOSERS:
+        elif ch in CLOSERS:
             depth = max(0, depth - 1)
         if ch in ";\n" and depth == 0:
             count, current = count + current, False

@@ -27,7 +27,7 @@ import regopy
 from regopy import rego_shared
 
 from stackl.errors import PolicyError
-from stackl.policy import compat
+from stackl.policy import compat, regopy_rewrite
 from stackl.policy.base import DEFAULT_TIMEOUT_S, Policy, PolicyDecision, PolicyEngine, PolicyInfo
 from stackl.policy.runner import BoundedRunner
 
@@ -133,7 +133,7 @@ class RegoPolicyEngine(PolicyEngine):
     def _check(self, name: str, source: str) -> PolicyInfo:
         interp = _new_interpreter()
         module = compat.scan(source)
-        rewritten = compat.rewrite(module)
+        rewritten = regopy_rewrite.rewrite(module)
         try:
             interp.add_module(name, rewritten.text)
         except regopy.RegoError as exc:
@@ -171,7 +171,7 @@ class RegoPolicyEngine(PolicyEngine):
         """Check and compile a revision: one bundle with every rule the module defines as an entry point."""
         policy = entry.policy
         module = compat.scan(policy.source)
-        rewritten = compat.rewrite(module)
+        rewritten = regopy_rewrite.rewrite(module)
         interp = self._compiler(entry, rewritten)
         if entry.error is not None:
             return

@@ -1,4 +1,4 @@
-from stackl.policy import compat
+from stackl.policy import compat, regopy_rewrite
 
 SIT = """package allowedrepositories
 infringement[{"msg": msg}] {
@@ -11,7 +11,7 @@ infringement[{"msg": msg}] {
 
 
 def _rewrite(source: str) -> compat.Rewrite:
-    return compat.rewrite(compat.scan(source))
+    return regopy_rewrite.rewrite(compat.scan(source))
 
 
 def test_partial_set_rule_becomes_contains_and_keeps_lines() -> None:
@@ -114,7 +114,7 @@ def test_wildcard_call_arguments_are_bound_first_on_the_same_line() -> None:
         "  endswith(x, input.s[_].suffix)\n"
         "}\n"
     )
-    text = compat.rewrite(compat.scan(source)).text
+    text = regopy_rewrite.rewrite(compat.scan(source)).text
     lines = text.splitlines()
     assert lines[1] == "approved(image) { __stackl_w1 := input.prefixes[_]; startswith(image, __stackl_w1) }"
     assert lines[4] == "  not startswith(x, input.p[_])"  # negated: binding first would change the meaning
