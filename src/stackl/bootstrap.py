@@ -19,6 +19,8 @@ from stackl.datastore.encryption import SecretBox
 from stackl.datastore.sql import SqlDocumentStore
 from stackl.datastore.tokens_sql import SqlTokenStore
 from stackl.domain.clock import Clock, SystemClock
+from stackl.policy.base import PolicyEngine
+from stackl.policy.opa import OpaPolicyEngine
 from stackl.policy.rego import RegoPolicyEngine
 from stackl.usecases.ports import Ports
 
@@ -76,6 +78,13 @@ async def require_current_schema(settings: Settings) -> None:
         raise errors.StoreUnavailable(f"database schema is at {current}, not {head}: run stackl db upgrade")
 
 
+def policy_engine(settings: Settings) -> PolicyEngine:
+    """The policy engine ``STACKL_POLICY__ENGINE`` names: real OPA (default) or the embedded regopy."""
+    if settings.policy.engine == "regopy":
+        return RegoPolicyEngine(max_workers=settings.policy.threads)
+    return OpaPolicyEngine(max_workers=settings.policy.threads)
+
+
 @asynccontextmanager
 async def open_ports(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Ports]:
     """Open every adapter the settings ask for, yield them as Ports, close them on exit.
@@ -94,7 +103,7 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
         busy_timeout_s=settings.database.busy_timeout_s,
         secret_box=box,
     )
-    policies = RegoPolicyEngine(max_workers=settings.policy.threads)
+    policies = policy_engine(settings)
     try:
         async with store, SqlBroker(store, clock=clock) as broker:
             yield Ports(

@@ -111,8 +111,11 @@ class LoggingSettings(BaseModel):
 
 
 class PolicySettings(BaseModel):
-    """The embedded Rego engine."""
+    """The Rego engine that runs policy templates (docs/policies.md)."""
 
+    engine: Literal["opa", "regopy"] = Field(
+        "opa", description="opa: real OPA in-process (default); regopy: the embedded rego-cpp engine"
+    )
     timeout_s: float = Field(5.0, gt=0, le=300, description="limit of one policy evaluation (422 beyond)")
     threads: int = Field(4, ge=1, le=64, description="evaluation threads, each with its own interpreters")
 

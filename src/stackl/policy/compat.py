@@ -1,15 +1,12 @@
-"""The STACKL 0.5 compatibility layer over the embedded Rego engine (spec/lifecycle.md §3.12).
+"""The text layer under both Rego engines: a scanner of Rego modules, the static checks, position mapping.
 
-STACKL 0.5 ran its policies on OPA 0.x, in Rego v0. The embedded engine (regopy) parses v0 but differs in two
-ways that change results: a v0 partial set rule ``name[term] { body }`` comes back as an object keyed by each
-element's JSON text, and the builtins ``all``/``any`` do not exist. This module fixes both in the *source*, before
-compilation, and keeps every line where it was so that an error still points at the user's line; the columns
-of rewritten lines shift, so a :class:`Rewrite` maps an engine offset back to the user's original source.
-
-It also holds the static checks of a policy template write (package, imports, builtins, entry rules), done on a
-copy of the source whose strings and comments are blanked out, so that ``all`` in a string or ``all_services``
-never matches. Everything here is pure text work: the engine adapter (``rego.py``) is the only module that
-imports regopy, and it passes ``is_builtin`` in when it wants unknown calls detected.
+STACKL 0.5 ran its users' policies on OPA 0.x, in Rego v0; both engines need the source adapted before they
+compile it (``regopy_rewrite`` works around regopy's differences, ``v1`` converts v0 to v1 for OPA), always with
+every line kept where it was. This module holds what they share: a scan of a module (package, imports, rules,
+functions, v0 partial set heads) on a copy whose strings and comments are blanked out, so that ``all`` in a string
+or ``all_services`` never matches; a :class:`Rewrite` that maps an engine position back to the user's source; the
+static checks of a policy template write (package, imports, builtins, entry rules); regopy's error texts; and the
+normalisation of results. Everything here is pure text work: no engine is imported.
 """
 
 import json
@@ -45,24 +42,27 @@ HELPER_ALL = "__stackl_all"
 HELPER_ANY = "__stackl_any"
 # Rego v0 helpers with OPA 0.x semantics: every/some element equals ``true``; an empty collection gives
 # true/false. Appended after the user's last line, so no user line moves.
-_HELPERS = {
+HELPERS = {
     "all": f"{HELPER_ALL}(xs) = r {{ r := count([x | x := xs[_]; x != true]) == 0 }}\n",
     "any": f"{HELPER_ANY}(xs) = r {{ r := count([x | x := xs[_]; x == true]) > 0 }}\n",
+    "set_diff": "__stackl_set_diff(a, b) = r { r := a - b }\n",
 }
+# OPA 0.x's deprecated builtins the engine lacks: the call is renamed (to a helper above, or a builtin).
+RENAMED = {"all": HELPER_ALL, "any": HELPER_ANY, "set_diff": "__stackl_set_diff", "re_match": "regex.match"}
 
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_REF = rf"{_IDENT}(?:\.{_IDENT})*"
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+REF = rf"{IDENT}(?:\.{IDENT})*"
 _KEYWORDS = frozenset(
     {"package", "import", "default", "else", "not", "some", "every", "with", "as", "in", "if", "contains"}
 )
-_HEAD = re.compile(rf"(?:default\s+)?({_IDENT})")
-_CALL = re.compile(rf"(?<![A-Za-z0-9_.\]\)])({_REF})\s*\(")
-# A whole call argument that is a reference iterating with `_` (``input.prefixes[_]``, ``xs[_].name``).
-_WILDCARD_ARG = re.compile(rf"\s*({_IDENT}(?:\.{_IDENT}|\[[^\[\]]*\])*\[_\](?:\.{_IDENT}|\[[^\[\]]*\])*)\s*")
-HOISTED = "__stackl_w"
+_HEAD = re.compile(rf"(?:default\s+)?({IDENT})")
+# A call: a reference then `(` on the same line (a line break ends an expression in Rego).
+CALL = re.compile(rf"(?<![A-Za-z0-9_.\]\)])({REF})[ \t]*\(")
+# Names followed by `(` that are not function calls: `set()` is the empty set.
+CONSTRUCTORS = frozenset({"set"})
 _ERROR = re.compile(r"\(error \d+:[^|\n]*\|(\d+)\|\d+")
 _ERRORMSG = re.compile(r"\(errormsg (\d+):")
-_OPENERS, _CLOSERS = "([{", ")]}"
+OPENERS, CLOSERS = "([{", ")]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +105,9 @@ class Rewrite:
     original: str
     text: str
     edits: tuple[tuple[int, int, str], ...]  # (start, end, replacement) on the original, in order
+    # Insertions that copy user code from elsewhere: (edit start, offset of the copy in the replacement,
+    # offset of the code in the original), so that a position inside the copy maps to the user's code.
+    moves: tuple[tuple[int, int, int], ...] = ()
 
     def to_original(self, offset: int) -> int:
         """Map a character offset of ``text`` to the original source (inside an edit: the edit's start)."""
@@ -114,6 +117,9 @@ class Rewrite:
             if offset < new_start:
                 break
             if offset < new_start + len(replacement):
+                for at, copy, origin in self.moves:
+                    if at == start and offset - new_start >= copy:
+                        return origin + offset - new_start - copy
                 return start
             delta += len(replacement) - (end - start)
         return max(0, min(len(self.original), offset - delta))
@@ -161,20 +167,20 @@ def line_col(source: str, offset: int) -> tuple[int, int]:
     return line, offset - (source.rfind("\n", 0, offset) + 1) + 1
 
 
-def _matching(masked: str, start: int) -> int:
+def matching(masked: str, start: int) -> int:
     """Offset of the bracket closing the one at ``start``, or -1."""
     depth = 0
     for i in range(start, len(masked)):
-        if masked[i] in _OPENERS:
+        if masked[i] in OPENERS:
             depth += 1
-        elif masked[i] in _CLOSERS:
+        elif masked[i] in CLOSERS:
             depth -= 1
             if depth == 0:
                 return i
     return -1
 
 
-def _statements(masked: str) -> Iterator[int]:
+def statements(masked: str) -> Iterator[int]:
     """Offsets of the first character of every line that starts outside any bracket (a statement start)."""
     depth, at_line_start = 0, True
     for i, ch in enumerate(masked):
@@ -186,13 +192,13 @@ def _statements(masked: str) -> Iterator[int]:
             if at_line_start and depth == 0:
                 yield i
             at_line_start = False
-            if ch in _OPENERS:
+            if ch in OPENERS:
                 depth += 1
-            elif ch in _CLOSERS:
+            elif ch in CLOSERS:
                 depth = max(0, depth - 1)
 
 
-def _skip_space(masked: str, i: int) -> int:
+def skip_space(masked: str, i: int) -> int:
     while i < len(masked) and masked[i] in " \t\r\n":
         i += 1
     return i
@@ -207,8 +213,8 @@ def scan(source: str) -> Module:
     functions: set[str] = set()
     set_rules: set[str] = set()
     partial_sets: list[_PartialSet] = []
-    for start in _statements(masked):
-        keyword = re.match(rf"(package|import)\s+({_REF})", masked[start:])
+    for start in statements(masked):
+        keyword = re.match(rf"(package|import)\s+({REF})", masked[start:])
         if keyword:
             if keyword.group(1) == "package" and package is None:
                 package, package_offset = keyword.group(2), start
@@ -218,7 +224,7 @@ def scan(source: str) -> Module:
         head = _HEAD.match(masked, start)
         if head is None or head.group(1) in _KEYWORDS:
             continue
-        name, after = head.group(1), _skip_space(masked, head.end())
+        name, after = head.group(1), skip_space(masked, head.end())
         nxt = masked[after : after + 1]
         if nxt == "(":
             functions.add(name)
@@ -227,10 +233,10 @@ def scan(source: str) -> Module:
         if re.match(r"contains\b", masked[after:]):
             set_rules.add(name)
         elif nxt == "[":
-            close = _matching(masked, after)
+            close = matching(masked, after)
             if close < 0:
                 continue
-            body = _skip_space(masked, close + 1)
+            body = skip_space(masked, close + 1)
             has_if = re.match(r"if\b", masked[body:]) is not None
             if masked[body : body + 1] == "{" or has_if:
                 set_rules.add(name)
@@ -250,97 +256,24 @@ def scan(source: str) -> Module:
     )
 
 
-def _arguments(masked: str, open_paren: int, close_paren: int) -> list[tuple[int, int]]:
-    """(start, end) of each top-level argument between a call's parentheses."""
-    spans, depth, start = [], 0, open_paren + 1
-    for i in range(open_paren + 1, close_paren):
-        ch = masked[i]
-        if ch in _OPENERS:
-            depth += 1
-        elif ch in _CLOSERS:
-            depth -= 1
-        elif ch == "," and depth == 0:
-            spans.append((start, i))
-            start = i + 1
-    spans.append((start, close_paren))
-    return spans
-
-
-def _hoisted_wildcards(module: Module) -> list[tuple[int, int, str]]:
-    """Edits that bind ``_`` references used as call arguments to a variable first (an engine bug).
-
-    regopy 1.5.2 refuses ``startswith(image, input.prefixes[_])`` ("Invalid bracket argument"), which OPA
-    evaluates for every element. A call that is a statement of its own (after ``{``, ``;`` or a line start,
-    before ``}``, ``;`` or a line end, not negated) becomes ``__stackl_wN := input.prefixes[_]; startswith(image,
-    __stackl_wN)``: the same meaning, on the same line. Negated or nested calls are left as they are.
-    """
-    masked, edits, counter = module.masked, [], 0
-    for match in _CALL.finditer(masked):
-        start, open_paren = match.start(1), match.end() - 1
-        close_paren = _matching(masked, open_paren)
-        if close_paren < 0:
-            continue
-        before = masked[:start].rstrip(" \t")
-        if before and before[-1] not in "{;\n":
-            continue
-        if re.search(r"(?:^|[\s{;])not\s*$", masked[:start]):
-            continue
-        after = masked[close_paren + 1 :].lstrip(" \t\r")
-        if after and after[0] not in "};\n":
-            continue
-        bindings = []
-        for arg_start, arg_end in _arguments(masked, open_paren, close_paren):
-            found = _WILDCARD_ARG.fullmatch(masked, arg_start, arg_end)
-            if found is None:
-                continue
-            counter += 1
-            variable = f"{HOISTED}{counter}"
-            bindings.append(f"{variable} := {module.source[found.start(1) : found.end(1)]}; ")
-            edits.append((found.start(1), found.end(1), variable))
-        if bindings:
-            edits.append((start, start, "".join(bindings)))
-    return edits
-
-
-def _calls(module: Module) -> Iterator[tuple[str, int]]:
-    for match in _CALL.finditer(module.masked):
+def calls(module: Module) -> Iterator[tuple[str, int]]:
+    """Every call in the module's code (name, offset), strings and comments excluded."""
+    for match in CALL.finditer(module.masked):
         yield match.group(1), match.start(1)
 
 
-def rewrite(module: Module) -> Rewrite:
-    """Make a v0 module evaluate as OPA 0.x did; a ``rego.v1`` module is returned unchanged.
-
-    ``name[term] { body }`` becomes ``name contains term if { body }`` (a real set), calls of ``all``/``any``
-    call helpers appended after the last line, and ``_`` references passed to a call are bound to a variable
-    first (see `_hoisted_wildcards`). No newline is added or removed before the end of the source.
-    """
-    source = module.source
-    if module.v1:
-        return Rewrite(source, source, ())
-    edits: list[tuple[int, int, str]] = []
-    for head in module.partial_sets:
-        edits.append((head.open_bracket, head.open_bracket + 1, " contains "))
-        edits.append((head.close_bracket, head.close_bracket + 1, " "))
-        if not head.has_if:
-            edits.append((head.body, head.body, "if "))
-    edits.extend(_hoisted_wildcards(module))
-    helpers: list[str] = []
-    for name, offset in _calls(module):
-        if name in _HELPERS and name not in module.functions:
-            edits.append((offset, offset + len(name), HELPER_ALL if name == "all" else HELPER_ANY))
-            if _HELPERS[name] not in helpers:
-                helpers.append(_HELPERS[name])
-    if helpers:
-        tail = "" if source.endswith("\n") else "\n"
-        edits.append((len(source), len(source), tail + "".join(helpers)))
-    edits.sort(key=lambda e: (e[0], e[1]))
+def apply(
+    source: str, edits: list[tuple[int, int, str]], moves: list[tuple[int, int, int]] | None = None
+) -> Rewrite:
+    """Apply non-overlapping ``(start, end, replacement)`` edits of ``source``; the Rewrite maps offsets back."""
+    edits = sorted(edits, key=lambda e: (e[0], e[1]))
     parts, last = [], 0
     for start, end, replacement in edits:
         parts.append(source[last:start])
         parts.append(replacement)
         last = end
     parts.append(source[last:])
-    return Rewrite(source, "".join(parts), tuple(edits))
+    return Rewrite(source, "".join(parts), tuple(edits), tuple(moves or ()))
 
 
 def problems(
@@ -349,6 +282,8 @@ def problems(
     name: str | None = None,
     is_builtin: Callable[[str], bool] | None = None,
     require_entry_rule: bool = True,
+    refused: frozenset[str] = MISSING_BUILTINS,
+    refused_prefixes: tuple[str, ...] = MISSING_PREFIXES,
 ) -> list[Problem]:
     """Why a template's source is not usable, beyond syntax (which only the engine knows).
 
@@ -357,6 +292,8 @@ def problems(
         name: the template name the package must equal (None: not checked).
         is_builtin: the engine's builtin test; when given, any call of an unknown function is reported.
         require_entry_rule: whether one of ``solutions``, ``infringement``, ``filter``, ``allow`` is required.
+        refused: builtins reported as not available (the engine lacks them or must not offer them).
+        refused_prefixes: name prefixes of such builtins.
     """
     found: list[Problem] = []
     if module.package is None:
@@ -371,12 +308,18 @@ def problems(
                 Problem(offset, f"import {path} is not allowed (only rego.v1 and future.keywords[.x])")
             )
     reported: set[str] = set()
-    for call, offset in _calls(module):
-        if call in module.functions or call in _KEYWORDS or call.startswith("data.") or call in reported:
+    for call, offset in calls(module):
+        if call in module.functions or call in _KEYWORDS or call in CONSTRUCTORS or call.startswith("data."):
             continue
-        if call in MISSING_BUILTINS or call.startswith(MISSING_PREFIXES) or (module.v1 and call in _HELPERS):
+        if call in reported:
+            continue
+        if (
+            call in refused
+            or (refused_prefixes and call.startswith(refused_prefixes))
+            or (module.v1 and call in HELPERS)
+        ):
             found.append(Problem(offset, f"builtin {call} is not available in this engine"))
-        elif call in _HELPERS or call in EXTRA_CALLABLES or is_builtin is None or is_builtin(call):
+        elif call in RENAMED or call in EXTRA_CALLABLES or is_builtin is None or is_builtin(call):
             continue
         else:
             found.append(Problem(offset, f"unknown function {call}"))
@@ -414,9 +357,9 @@ def count_expressions(query: str) -> int:
     """How many expressions a query has (separated by ``;`` or newlines outside brackets, strings, comments)."""
     masked, depth, count, current = mask(query), 0, 0, False
     for ch in masked:
-        if ch in _OPENERS:
+        if ch in OPENERS:
             depth += 1
-        elif ch in _CLOSERS:
+        elif ch in CLOSERS:
             depth = max(0, depth - 1)
         if ch in ";\n" and depth == 0:
             count, current = count + current, False

@@ -16,65 +16,24 @@ told not to. So:
 
 import hashlib
 import json
-import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import regopy
 from regopy import rego_shared
 
-from stackl.errors import PolicyEngineUnavailable, PolicyError
-from stackl.policy import compat
+from stackl.errors import PolicyError
+from stackl.policy import compat, regopy_rewrite
 from stackl.policy.base import DEFAULT_TIMEOUT_S, Policy, PolicyDecision, PolicyEngine, PolicyInfo
+from stackl.policy.runner import BoundedRunner
 
 T = TypeVar("T")
 _LOC = ["body", "policy"]
 _QUERY_CACHE = 64  # compiled ad-hoc queries kept per policy revision
-
-
-class _DaemonPool:
-    """A fixed set of daemon threads running submitted calls.
-
-    Not ``ThreadPoolExecutor``: its threads are joined at interpreter exit, so a policy call that overran its
-    time limit (the engine cannot interrupt it) would hold a stopping server hostage until it ended.
-    """
-
-    def __init__(self, workers: int, name: str) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable[[], T]) -> "Future[T]":
-        future: Future[T] = Future()
-        self._queue.put((fn, future))
-        return future
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, future = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn()
-            except BaseException as exc:  # handed to the waiting caller, which re-raises it
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
 
 
 def _new_interpreter() -> Any:
@@ -116,14 +75,11 @@ class RegoPolicyEngine(PolicyEngine):
     """
 
     def __init__(self, *, max_workers: int = 4, cache_size: int = 256) -> None:
-        self._max_workers = max_workers
         self._cache_size = cache_size
-        self._pool = _DaemonPool(max_workers, "stackl-rego")
+        self._runner_pool = BoundedRunner(max_workers, "stackl-rego")
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int, str], _Compiled] = OrderedDict()
-        self._abandoned = 0
-        self._closed = False
         self.compilations = 0  # modules compiled so far (a test checks "once per revision")
 
     # --- port ------------------------------------------------------------------------------------------
@@ -160,33 +116,11 @@ class RegoPolicyEngine(PolicyEngine):
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
             self._cache.clear()
-        self._pool.shutdown()
+        self._runner_pool.close()
 
-    # --- pool and timeouts -----------------------------------------------------------------------------
     def _run(self, fn: Callable[[], T], *, name: str, timeout_s: float) -> T:
-        with self._lock:
-            if self._closed:
-                raise PolicyEngineUnavailable("policy engine unavailable: the engine is closed")
-            if self._abandoned >= self._max_workers:
-                raise PolicyEngineUnavailable(
-                    f"policy engine unavailable: all {self._max_workers} policy threads are busy with calls "
-                    "that timed out"
-                )
-            future = self._pool.submit(fn)
-        try:
-            return future.result(timeout=timeout_s)
-        except TimeoutError:
-            if not future.cancel():  # started: it keeps its thread until it ends
-                with self._lock:
-                    self._abandoned += 1
-                future.add_done_callback(self._release)
-            raise PolicyError(f"policy {name} did not finish within {timeout_s:g} s", policy=name) from None
-
-    def _release(self, _future: Future[Any]) -> None:
-        with self._lock:
-            self._abandoned -= 1
+        return self._runner_pool.run(fn, name=name, timeout_s=timeout_s)
 
     def _runner(self) -> Any:
         """This thread's interpreter; it only ever runs bundles."""
@@ -199,7 +133,7 @@ class RegoPolicyEngine(PolicyEngine):
     def _check(self, name: str, source: str) -> PolicyInfo:
         interp = _new_interpreter()
         module = compat.scan(source)
-        rewritten = compat.rewrite(module)
+        rewritten = regopy_rewrite.rewrite(module)
         try:
             interp.add_module(name, rewritten.text)
         except regopy.RegoError as exc:
@@ -237,7 +171,7 @@ class RegoPolicyEngine(PolicyEngine):
         """Check and compile a revision: one bundle with every rule the module defines as an entry point."""
         policy = entry.policy
         module = compat.scan(policy.source)
-        rewritten = compat.rewrite(module)
+        rewritten = regopy_rewrite.rewrite(module)
         interp = self._compiler(entry, rewritten)
         if entry.error is not None:
             return
