@@ -30,6 +30,11 @@ async def _claim_all(url: str, process: str, claimers: int) -> list[tuple[str, s
     """Claim and complete until the queue is empty; return (item id, owner, attempt) per claim."""
     taken: list[tuple[str, str, int]] = []
     async with SqlDocumentStore(url, pool_size=claimers + 2) as store, SqlBroker(store) as broker:
+        await broker.depth(QUEUE)  # connected and answering: then wait for the others (a start barrier)
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip() != "go":
+            raise SystemExit("no start signal")
 
         async def claimer(owner: str) -> None:
             while claimed := await broker.claim(queues=[QUEUE], owner=owner, lease_s=300):
@@ -63,11 +68,22 @@ async def _run_processes(url: str) -> None:
             f"p{n}",
             str(CLAIMERS),
             cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         for n in range(PROCESSES)
     ]
+    # Every process connected before any claims: on a busy machine, a process that started first could
+    # otherwise empty the queue alone, and the test would not be about several processes at all.
+    for child in children:
+        assert child.stdout is not None
+        assert child.stderr is not None
+        assert (await child.stdout.readline()).strip() == b"ready", (await child.stderr.read()).decode()
+    for child in children:  # then all start at once
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
     taken: list[tuple[str, str, int]] = []
     for child in children:
         out, err = await child.communicate()
