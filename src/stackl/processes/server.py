@@ -60,6 +60,7 @@ async def _serve(settings: Settings) -> None:
 
     from stackl import bootstrap
     from stackl.api.app import create_app
+    from stackl.processes import http
 
     log = structlog.get_logger("stackl.server")
     if settings.server.upgrade:
@@ -75,16 +76,8 @@ async def _serve(settings: Settings) -> None:
                 "auth_disabled", host=settings.server.host, detail="--insecure: anyone may call the API"
             )
         app = create_app(settings, ports, internal_subjects=internal)
-        config = uvicorn.Config(
-            app,
-            host=settings.server.host,
-            port=settings.server.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=30,
-            lifespan="off",
-        )
-        server = uvicorn.Server(config)
+        http.quiet_accept_errors(asyncio.get_running_loop(), log)
+        server = uvicorn.Server(http.uvicorn_config(app, settings.server, log))
         where = settings.database_url if settings.database.url else str(settings.data_dir / "stackl.db")
         log.info(
             "server_started",
