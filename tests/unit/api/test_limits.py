@@ -6,7 +6,7 @@ reading a byte, and a chunked body is cut off at the first chunk past the limit,
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +141,8 @@ async def test_a_stalled_body_is_answered_408(tmp_path: Path) -> None:
             await never.wait()  # the rest of the body never comes
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
 
         scope = {
             "type": "http",
