@@ -27,7 +27,10 @@ HUGE = str(10**30)
 async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async with adapters.open_store(request.param, tmp_path) as store:
         ports = Ports(
-            store=store, broker=InMemoryBroker(), policies=StaticPolicyEngine(), agents=InMemoryAgentRegistry()
+            store=store,
+            broker=InMemoryBroker(),
+            policies=StaticPolicyEngine(),
+            agents=InMemoryAgentRegistry(),
         )
         app = create_app(Settings(data_dir=tmp_path / "data"), ports)
         transport = httpx.ASGITransport(app=app)
@@ -43,7 +46,9 @@ def assert_names(response: httpx.Response, loc: list[object]) -> None:
 
 
 async def test_if_match_beyond_the_column(api: httpx.AsyncClient) -> None:
-    response = await api.put("/documents/zone/dmz", json=factories.zone(name="dmz"), headers={"If-Match": HUGE})
+    response = await api.put(
+        "/documents/zone/dmz", json=factories.zone(name="dmz"), headers={"If-Match": HUGE}
+    )
     assert_names(response, ["header", "If-Match"])
 
 

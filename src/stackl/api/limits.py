@@ -11,7 +11,9 @@ or the access check comes too late: a 200 MB body to ``/agents/register`` used t
 - answers 408 when a body pauses longer than ``server.body_read_timeout_s`` between chunks (a slow-loris
   on the body; the header phase is bounded by the server protocol, ``processes.http``).
 
-Both answers are problem+json bodies with ``Connection: close``: the rest of the body is never read.
+Both answers are problem+json bodies. The rest of the body is never handed to the app: the server protocol
+discards what still arrives for at most ``server.header_timeout_s``, then closes the connection
+(``processes.http``). Closing at once would reset the connection before the client read the answer.
 """
 
 import asyncio
@@ -112,6 +114,5 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, refusal: _BodyRefu
         code=refusal.code,
         detail=refusal.detail,
         problem_errors=[{"loc": ["body"], "msg": refusal.detail, "type": refusal.code}],
-        headers={"Connection": "close"},
     )
     await response(scope, receive, send)

@@ -8,7 +8,7 @@ Then every ``accept()`` failed, asyncio logged each failure with its traceback (
 
 - a **header deadline**: from the moment a connection is accepted (or its previous response ended) it has
   ``server.header_timeout_s`` to deliver a complete request line and headers, however slowly they trickle in,
-  or it is closed;
+  or it is closed; the same deadline ends a connection still sending a body its answer (413, 408) refused;
 - a **connection limit**: beyond ``server.max_connections`` open connections, a new one gets a 503 and is
   closed at once, so the descriptors of the process never run out (the limit is checked against the
   open-file limit at start);
@@ -108,9 +108,15 @@ class GuardedH11Protocol(H11Protocol):
             self._header_timer = None
 
     def _header_deadline_passed(self) -> None:
-        """Close the connection unless a request's head arrived since the timer was armed."""
+        """Close the connection unless a request's head arrived since the timer was armed.
+
+        Also when the response was sent while the request's body is still coming (a 413 or 408): uvicorn
+        discards that body as it arrives, until this deadline.
+        """
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        waiting = self.conn.their_state is h11.IDLE
+        unwanted_body = self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY
+        if (waiting or unwanted_body) and not self.transport.is_closing():
             self.transport.close()
 
 

@@ -10,6 +10,7 @@ import resource
 from collections.abc import Callable
 from typing import Any
 
+import h11
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -186,3 +187,14 @@ def test_max_connections_is_lowered_to_what_the_open_file_limit_allows(
     assert logs[0]["event"] == "max_connections_lowered"
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (20_000, 20_000))
     assert http.connection_limit(ServerSettings(max_connections=1000), structlog.get_logger()) == 1000
+
+
+def test_a_body_still_arriving_after_its_refusal_is_discarded_until_the_deadline() -> None:
+    loop = ManualLoop()
+    made, transport = protocol(ServerState(), loop)
+    made.data_received(b"POST /agents/register HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n")
+    made.conn.send(h11.Response(status_code=413, headers=[("content-length", "0")]))  # the app's answer
+    made.conn.send(h11.EndOfMessage())
+    made.data_received(b"x" * 65536)  # uvicorn drops it: the response is done
+    loop.fire()
+    assert transport.closed
