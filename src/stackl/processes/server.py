@@ -59,6 +59,7 @@ async def _serve(settings: Settings) -> None:
     import uvicorn
 
     from stackl import bootstrap
+    from stackl.api import bodies
     from stackl.api.app import create_app
     from stackl.processes import http
 
@@ -77,6 +78,8 @@ async def _serve(settings: Settings) -> None:
             )
         app = create_app(settings, ports, internal_subjects=internal)
         http.quiet_accept_errors(asyncio.get_running_loop(), log)
+        if not bodies.HAS_LIBYAML:
+            log.warning("yaml_libyaml_missing", detail="PyYAML without libyaml: YAML bodies parse ~4x slower")
         server = uvicorn.Server(http.uvicorn_config(app, settings.server, log))
         where = settings.database_url if settings.database.url else str(settings.data_dir / "stackl.db")
         log.info(
