@@ -38,6 +38,21 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="request body limit (413 beyond)")
     max_document_bytes: int = Field(1024 * 1024, ge=1024, description="one document's JSON size limit (413)")
     request_deadline_s: float = Field(60.0, gt=0, le=600, description="non-long-poll request deadline (503)")
+    body_read_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="a request body may pause this long between chunks (408 beyond)"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="seconds a connection has to send a request's headers, then closed"
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="an idle keep-alive connection is closed after this many seconds"
+    )
+    max_connections: int = Field(
+        1000, ge=1, le=100_000, description="open connections at once; more get 503 and are closed"
+    )
+    max_header_bytes: int = Field(
+        16384, ge=1024, le=1024 * 1024, description="request line + headers size limit (400 beyond)"
+    )
     worker: bool = Field(True, description="run the worker loop in the server process")
     agent: bool = Field(True, description="run the embedded agent 'common' in the server process")
     upgrade: bool = Field(True, description="apply schema migrations at start")

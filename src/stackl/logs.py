@@ -14,14 +14,15 @@ from typing import Any
 import structlog
 
 from stackl.config import LoggingSettings
-from stackl.domain.secrets import MASK, is_secret_key
+from stackl.domain.secrets import MASK, is_secret_key, secret_forms
 
 _secret_values: ContextVar[tuple[str, ...]] = ContextVar("stackl_secret_values", default=())
 
 
 def register_secret_values(values: Iterable[str]) -> None:
-    """Mask these values in every log line of the current context (e.g. one job's secrets)."""
-    _secret_values.set(tuple(v for v in values if isinstance(v, str) and len(v) >= 4))
+    """Mask these values, in every encoding of ``secret_forms``, in every log line of the current context."""
+    forms = {form for v in values if isinstance(v, str) and len(v) >= 4 for form in secret_forms(v)}
+    _secret_values.set(tuple(sorted(forms, key=lambda f: (-len(f), f))))  # longest first
 
 
 def _mask_value(value: Any, secrets: tuple[str, ...]) -> Any:

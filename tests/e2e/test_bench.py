@@ -62,3 +62,10 @@ def test_concurrency_bench_quick_runs_and_prints_ratios() -> None:
     if os.environ.get("PGHOST"):
         assert "postgresql: 20 x 2 s" in out, out
     assert "ratio to D" in out
+
+
+def test_hardening_bench_quick_runs_and_prints_its_figures() -> None:
+    out = run_bench("hardening")
+    for row in ("YAML 0.1 MB POST", "JSON (same document)", "no token, Content-Length", "slow-loris"):
+        assert row in out, out
+    assert "x baseline" in out

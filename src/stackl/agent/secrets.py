@@ -3,10 +3,10 @@
 A job carries its secrets in clear (agents.md §2). The *handler* turns the stored values into what the tool
 sees (§8: `plain` passes them, `base64` decodes them, as STACKL 0.5 did; an object such as the `vault`
 handler (`vault.py`) fetches them from a secret store when the job runs). The *masker* replaces every secret
-value of the job in text before anything is emitted (§3): the value itself, its base64 forms (standard and
-URL-safe) and its JSON-escaped form, and each line of a multi-line value. Values shorter than
-`MIN_MASKED_LENGTH` characters cannot be masked without garbling ordinary output; `short_keys` names them so
-the caller can warn.
+value of the job in text before anything is emitted (§3): the value itself and each line of a multi-line
+value, its JSON-escaped, base64 (standard and URL-safe), hex and URL-encoded forms (``domain.secrets``).
+Values shorter than `MIN_MASKED_LENGTH` characters cannot be masked without garbling ordinary output;
+`short_keys` names them so the caller can warn.
 """
 
 import base64
@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from stackl import errors
+from stackl.domain.secrets import secret_forms
 
 MASK = "********"
 MIN_MASKED_LENGTH = 4  # characters; shorter values would mask ordinary words and digits
@@ -102,17 +103,8 @@ def _as_text(value: Any) -> str:
 
 
 def _forms(text: str) -> set[str]:
-    """Every form of one secret text that may show up in output."""
-    raw = text.encode("utf-8")
-    forms = {
-        text,
-        json.dumps(text)[1:-1],  # JSON-escaped (quotes, backslashes, newlines, non-ASCII)
-        json.dumps(text, ensure_ascii=False)[1:-1],
-        base64.b64encode(raw).decode("ascii").rstrip("="),
-        base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
-    }
-    forms.update(line for line in text.splitlines() if line.strip())  # masked line by line
-    return {form for form in forms if len(form) >= MIN_MASKED_LENGTH}
+    """Every form of one secret text that may show up in output: the server's list (hex, URL, JSON, base64…)."""
+    return secret_forms(text)
 
 
 class Masker:

@@ -23,6 +23,7 @@ from stackl.api.legacy import (
     stack_infrastructure_templates,
     stack_instances,
 )
+from stackl.api.limits import BodyLimitMiddleware
 from stackl.api.middleware import RequestContextMiddleware
 from stackl.api.routes import (
     agents,
@@ -101,6 +102,13 @@ def create_app(
     app.include_router(apidocs.router)
     app.include_router(ui_common.login_router)  # before the UI router, whose catch-all would shadow it
     app.include_router(ui.router)
+    # Innermost of ours (added first): a refused body is answered with the request id, before any route,
+    # dependency or the UI reads it.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.server.max_body_bytes,
+        body_read_timeout_s=settings.server.body_read_timeout_s,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         clock=ports.clock,

@@ -27,7 +27,7 @@ from fastapi.security import HTTPBearer
 from stackl import errors
 from stackl.api import auditing, bodies
 from stackl.config import Settings
-from stackl.domain import auth
+from stackl.domain import auth, revisions
 from stackl.domain.auth import LOCAL, AccessRequest, Action, Resource, Subject
 from stackl.usecases import authorization, ui_sessions
 from stackl.usecases import documents as document_cases
@@ -156,7 +156,7 @@ def parse_revision_header(value: str | None, *, header: str) -> int | None:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is true, int("²") fails
+    if not revisions.is_revision_number(text):  # "²".isdigit() is true, int("²") fails; 10**30 overflows
         raise errors.Malformed(
             f'{header} must be a revision number such as "3"',
             errors=[{"loc": ["header", header], "msg": "must be a revision number", "type": "malformed"}],
@@ -329,7 +329,7 @@ async def read_body(request: Request, settings: Settings) -> Any:
     kind = bodies.media_type(request)
     try:
         if kind in bodies.YAML_TYPES:
-            return bodies.parse_yaml(raw, many=True)
+            return await bodies.parse_yaml_body(request, raw, many=True)  # off the loop, parsed once
         return json.loads(raw)
     except (errors.StacklError, ValueError, yaml.YAMLError, RecursionError):
         return None

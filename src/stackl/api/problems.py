@@ -46,6 +46,7 @@ TITLES = {
     "conflict": "Conflict",
     "precondition_failed": "Precondition failed",
     "payload_too_large": "Payload too large",
+    "request_timeout": "Request timeout",
     "unsupported_media_type": "Unsupported media type",
     "validation": "Validation failed",
     "missing_references": "Missing references",

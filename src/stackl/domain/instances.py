@@ -17,6 +17,9 @@ from stackl.domain import configs, fields
 Operation = Literal["create", "update", "delete"]
 
 
+MAX_REPLICAS = 10_000  # replicas of one service: far beyond any estate, and a bound placement can iterate
+
+
 class InstanceRequest(fields.DocumentPart):
     """A create (POST), update (PUT) or plan body; which fields are required depends on the operation."""
 
@@ -70,6 +73,14 @@ def parse_request(body: object, *, operation: Operation | None = None, plan: boo
                         "loc": ["body", "replicas", alias],
                         "msg": "must be 0 or more",
                         "type": "greater_than_equal",
+                    }
+                )
+            elif count > MAX_REPLICAS:
+                problems.append(
+                    {
+                        "loc": ["body", "replicas", alias],
+                        "msg": f"must be at most {MAX_REPLICAS}",
+                        "type": "less_than_equal",
                     }
                 )
     if problems or request is None:

@@ -9,6 +9,13 @@ from typing import Any
 import jsonpatch
 import yaml
 
+MAX_REVISION = 2**31 - 1  # revisions are INTEGER columns (32 bits on PostgreSQL): a larger one cannot exist
+
+
+def is_revision_number(text: str) -> bool:
+    """Whether ``text`` is a revision number (ASCII digits, 1 to ``MAX_REVISION``), safe to pass to int()."""
+    return text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_REVISION
+
 
 def json_patch(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     """The RFC 6902 operations that turn ``before`` into ``after``."""

@@ -8,6 +8,7 @@ hides a job's own secret values inside the text an agent sends back (log lines, 
 import base64
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,10 +33,51 @@ def keep_masked(new: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, 
 
 
 MIN_MASKED = 4
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
+
+
+def _base64_fragments(raw: bytes, encode: Any) -> set[str]:
+    """The base64 characters of ``raw`` that do not depend on its neighbours, at each of the 3 alignments.
+
+    A secret inside a longer encoded text (``user:secret`` in a Basic auth header) starts at any byte offset;
+    the characters made only of the secret's own bits are the same at a given offset whatever surrounds it.
+    """
+    fragments = {encode(raw).decode("ascii").rstrip("=")}  # the value encoded on its own
+    for offset in (0, 1, 2):
+        encoded = encode(b"\0" * offset + raw).decode("ascii")
+        start = -(-offset * 8 // 6)  # the first character with no bit of the padding bytes
+        end = (offset + len(raw)) * 8 // 6  # the last character with no bit of what follows
+        fragments.add(encoded[start:end])
+    return fragments
+
+
+def secret_forms(text: str) -> set[str]:
+    """Every form in which a secret text may show up in output, each at least ``MIN_MASKED`` characters.
+
+    The text itself and each of its lines; JSON-escaped (ASCII and not, and escaped twice: JSON in a JSON
+    string); base64 (standard and URL-safe, alone or inside a longer encoded text); hex (both cases);
+    URL-encoded (``%20`` and ``+`` for spaces, both hex cases).
+    """
+    raw = text.encode("utf-8")
+    escaped = json.dumps(text)[1:-1]
+    forms = {
+        text,
+        escaped,
+        json.dumps(text, ensure_ascii=False)[1:-1],
+        json.dumps(escaped)[1:-1],
+        raw.hex(),
+        raw.hex().upper(),
+        *_base64_fragments(raw, base64.b64encode),
+        *_base64_fragments(raw, base64.urlsafe_b64encode),
+        *(line for line in text.splitlines() if line.strip()),
+    }
+    for quoted in (urllib.parse.quote(text, safe=""), urllib.parse.quote_plus(text, safe="")):
+        forms |= {quoted, _PERCENT.sub(lambda m: m.group(0).lower(), quoted)}
+    return {form for form in forms if len(form) >= MIN_MASKED}
 
 
 class SecretMask:
-    """Replaces a job's secret values (as text, JSON-escaped, base64 and line by line) with ``********``.
+    """Replaces a job's secret values, in every form of ``secret_forms``, with ``********``.
 
     The agent masks before sending (agents.md §3); the server does it again before storing or serving.
     """
@@ -44,15 +86,9 @@ class SecretMask:
         forms: set[str] = set()
         for value in secrets.values():
             text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-            raw = text.encode()
-            forms |= {
-                text,
-                json.dumps(text)[1:-1],
-                base64.b64encode(raw).decode().rstrip("="),
-                base64.urlsafe_b64encode(raw).decode().rstrip("="),
-                *(line for line in text.splitlines() if line.strip()),
-            }
-        ordered = sorted((f for f in forms if len(f) >= MIN_MASKED), key=lambda f: (-len(f), f))
+            if len(text) >= MIN_MASKED:
+                forms |= secret_forms(text)
+        ordered = sorted(forms, key=lambda f: (-len(f), f))  # longest first: a value containing another
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def text(self, value: str) -> str:

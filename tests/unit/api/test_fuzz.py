@@ -40,7 +40,52 @@ WRITE_PATHS = [
     ("POST", "/snapshots/zone/dmz"),
 ]
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+
+class Digits(str):
+    """An integer literal written as digits, too long for Python to convert (issue 15: 5,000-digit numbers)."""
+
+    __slots__ = ()
+
+
+huge_integers = st.builds(
+    lambda sign, digits: Digits(f"{sign}1{digits}"),
+    st.sampled_from(["", "-"]),
+    st.text(alphabet="0123456789", min_size=4300, max_size=6000),
+)
+large_integers = st.integers(min_value=2**31 - 2, max_value=10**40) | st.integers(
+    max_value=-(2**31), min_value=-(10**40)
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | large_integers
+    | huge_integers
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+)
+
+
+def dumps(value: object) -> str:
+    """JSON text of ``value``, with every ``Digits`` written as a bare number."""
+    found: list[Digits] = []
+
+    def mark(item: object) -> object:
+        if isinstance(item, Digits):
+            found.append(item)
+            return f"\x00{len(found) - 1}\x00"
+        if isinstance(item, list):
+            return [mark(i) for i in item]
+        if isinstance(item, dict):
+            return {k: mark(v) for k, v in item.items()}
+        return item
+
+    text = json.dumps(mark(value))
+    for index, digits in enumerate(found):
+        text = text.replace(f'"\\u0000{index}\\u0000"', str.__str__(digits), 1)
+    return text
+
+
 json_values = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
@@ -119,9 +164,7 @@ def client(tmp_path: Path) -> Iterator[SyncClient]:
 @given(route=st.sampled_from(WRITE_PATHS), body=near_documents | json_values)
 def test_json_bodies_never_5xx(client: SyncClient, route: tuple[str, str], body: object) -> None:
     method, path = route
-    response = client.request(
-        method, path, content=json.dumps(body), headers={"Content-Type": "application/json"}
-    )
+    response = client.request(method, path, content=dumps(body), headers={"Content-Type": "application/json"})
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         problem = response.json()
@@ -152,3 +195,42 @@ def test_yaml_alias_bomb_is_refused(client: SyncClient) -> None:
     )
     response = client.post("/documents/zone", content=bomb, headers={"Content-Type": "application/yaml"})
     assert response.status_code in (400, 413, 422)
+
+
+revision_like = (
+    st.integers(min_value=-(10**40), max_value=10**40).map(str)
+    | huge_integers.map(str.__str__)
+    | st.text(alphabet='0123456789-+W/" xe', max_size=24)
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    value=revision_like,
+    where=st.sampled_from(["if-match", "query", "diff", "restore", "replicas", "attempt"]),
+)
+def test_numbers_in_headers_queries_and_paths_never_5xx(client: SyncClient, value: str, where: str) -> None:
+    """Revision numbers, replica counts and attempts of any size: a 4xx naming the field, never a 5xx."""
+    if where == "if-match":
+        response = client.request(
+            "PUT", "/documents/zone/dmz", json=factories.zone(), headers={"If-Match": value}
+        )
+    elif where == "query":
+        response = client.request("GET", "/documents/zone/dmz", params={"revision": value})
+    elif where == "diff":
+        response = client.request("GET", f"/documents/zone/dmz/revisions/1/diff/{value or 0}")
+    elif where == "attempt":
+        response = client.request(
+            "GET", f"/tasks/t1/steps/web/{value or 0}/vm/log", params={"attempt": value}
+        )
+    else:
+        number = value if value.lstrip("-").isdigit() else "1"
+        body = (
+            '"revision": NUMBER'
+            if where == "restore"
+            else '"stack_instance_name": "shop", "replicas": {"web": NUMBER}'
+        )
+        text = "{" + body.replace("NUMBER", number) + "}"
+        path = "/documents/zone/dmz/restore" if where == "restore" else "/stack_instances/plan"
+        response = client.request("POST", path, content=text, headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, response.text

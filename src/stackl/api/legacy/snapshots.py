@@ -13,6 +13,7 @@ from stackl.api import bodies
 from stackl.api.deps import PortsDep, SettingsDep, SubjectDep
 from stackl.api.legacy.common import respond_result
 from stackl.api.responses import respond
+from stackl.domain import revisions
 from stackl.domain.stored import StoredDocument
 from stackl.schemas import legacy
 from stackl.usecases import documents as document_cases
@@ -107,7 +108,9 @@ def _options(body: Any) -> dict[str, Any]:
         if body.get(key) is not None and not isinstance(body[key], str):
             problems.append({"loc": ["body", key], "msg": "must be a string", "type": "string"})
     rev = body.get("revision")
-    if rev is not None and (not isinstance(rev, int) or isinstance(rev, bool) or rev < 1):
+    if rev is not None and (
+        not isinstance(rev, int) or isinstance(rev, bool) or not 1 <= rev <= revisions.MAX_REVISION
+    ):
         problems.append({"loc": ["body", "revision"], "msg": "must be a revision number", "type": "int"})
     if problems:
         raise errors.InvalidDocument(errors=problems)

@@ -13,6 +13,7 @@ from stackl import errors
 from stackl.api import bodies
 from stackl.api.deps import IfMatchDep, PortsDep, SettingsDep, SubjectDep
 from stackl.api.responses import not_modified, respond
+from stackl.domain import revisions
 from stackl.domain.stored import ListQuery, StoredDocument
 from stackl.schemas import documents as views
 from stackl.usecases import documents as document_cases
@@ -161,7 +162,9 @@ async def get_document(
     ports: PortsDep,
     type: str,
     name: str,
-    revision: Annotated[int | None, Query(ge=1, description="an earlier revision")] = None,
+    revision: Annotated[
+        int | None, Query(ge=1, le=revisions.MAX_REVISION, description="an earlier revision")
+    ] = None,
 ) -> Response:
     """A document (or one of its revisions) in the full view; 304 when ``If-None-Match`` is current."""
     stored = await document_cases.get(ports, type, name, revision=revision)
@@ -258,7 +261,7 @@ async def list_revisions(
 def _revision_ref(value: str, field: str) -> int | str:
     if value == "latest":
         return value
-    if value.isascii() and value.isdigit() and int(value) >= 1:
+    if revisions.is_revision_number(value):
         return int(value)
     raise errors.Malformed(
         f"{field} must be a revision number or 'latest'",
@@ -313,7 +316,11 @@ async def restore_document(
     """Write an earlier revision again as a new revision (``action: restore``)."""
     body = await _read_one(request, settings)
     revision = body.get("revision") if isinstance(body, dict) else None
-    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+    if (
+        not isinstance(revision, int)
+        or isinstance(revision, bool)
+        or not 1 <= revision <= revisions.MAX_REVISION
+    ):
         raise errors.InvalidDocument(
             errors=[{"loc": ["body", "revision"], "msg": "must be a revision number", "type": "int"}]
         )

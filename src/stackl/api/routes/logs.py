@@ -11,11 +11,12 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from stackl.api.deps import PortsDep
 from stackl.api.responses import respond
+from stackl.domain.instances import MAX_REPLICAS
 from stackl.usecases import logs
 
 router = APIRouter(tags=["logs"])
@@ -108,9 +109,9 @@ async def get_step_log(
     ports: PortsDep,
     task_id: str,
     alias: str,
-    replica: int,
+    replica: Annotated[int, Path(ge=0, le=MAX_REPLICAS)],
     functional_requirement: str,
-    attempt: Annotated[int | None, Query(ge=1, description="only this attempt")] = None,
+    attempt: Annotated[int | None, Query(ge=1, le=2**31, description="only this attempt")] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=logs.MAX_LIMIT)] = logs.MAX_LIMIT,
     wait: Wait = 0,

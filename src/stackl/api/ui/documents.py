@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from stackl import errors
 from stackl.api.deps import PortsDep, SubjectDep
 from stackl.api.ui.common import UIRoute, read_form, render, same_origin
-from stackl.domain import documents
+from stackl.domain import documents, revisions
 from stackl.domain.stored import ListQuery
 from stackl.usecases import documents as document_cases
 
@@ -57,8 +57,8 @@ async def document_page(
     ports: PortsDep,
     doc_type: Type,
     name: Name,
-    revision: Annotated[int | None, Query(ge=1)] = None,
-    restored: Annotated[int | None, Query(ge=1)] = None,
+    revision: Annotated[int | None, Query(ge=1, le=revisions.MAX_REVISION)] = None,
+    restored: Annotated[int | None, Query(ge=1, le=revisions.MAX_REVISION)] = None,
 ) -> Response:
     """The current document (or one revision) as YAML, with its history."""
     document_cases.check_type(doc_type)
@@ -92,8 +92,8 @@ async def document_diff(
     ports: PortsDep,
     doc_type: Type,
     name: Name,
-    from_: Annotated[int, Query(alias="from", ge=1)],
-    to: Annotated[int | None, Query(ge=1)] = None,
+    from_: Annotated[int, Query(alias="from", ge=1, le=revisions.MAX_REVISION)],
+    to: Annotated[int | None, Query(ge=1, le=revisions.MAX_REVISION)] = None,
 ) -> Response:
     """The difference between two revisions (secrets masked), as a unified diff of the YAML."""
     diff = await document_cases.diff(ports, doc_type, name, from_, "latest" if to is None else to)
@@ -119,7 +119,7 @@ async def restore_document(
     """Write an earlier revision again as a new revision, then show the document."""
     form = await read_form(request)
     raw = form.get("revision", "")
-    if not raw.isascii() or not raw.isdigit():
+    if not revisions.is_revision_number(raw):
         raise errors.InvalidInput(
             "choose the revision to restore",
             errors=[{"loc": ["form", "revision"], "msg": "must be a revision number", "type": "value"}],
