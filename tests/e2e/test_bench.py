@@ -69,3 +69,19 @@ def test_hardening_bench_quick_runs_and_prints_its_figures() -> None:
     for row in ("YAML 0.1 MB POST", "JSON (same document)", "no token, Content-Length", "slow-loris"):
         assert row in out, out
     assert "x baseline" in out
+
+
+def test_cli_bench_quick_runs_and_prints_ratios() -> None:
+    out = run_bench("cli")
+    rows = {
+        re.split(r"\s{2,}", line)[0]: line
+        for line in out.splitlines()
+        if line.startswith(("python", "stackl"))
+    }
+    assert set(rows) >= {
+        "python -c pass (baseline)",
+        "stackl --help",
+        "stackl get --help",
+        "stackl get sat",
+    }, out
+    assert all(re.search(r"\d+\.\dx$", line) for line in rows.values()), out
