@@ -276,7 +276,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         )
 
 
-@pytest.mark.timeout(1800)  # builds the images (a few minutes; the Debian base is cached) and runs the cluster
+@pytest.mark.timeout(
+    1800
+)  # builds the images (a few minutes; the Debian base is cached) and runs the cluster
 def test_compose_cluster_deploys_through_two_servers_and_survives_a_killed_worker(cluster: Cluster) -> None:
     for url in (cluster.url(0), cluster.url(1)):
         wait_until(functools.partial(ready, url), timeout_s=120, what=f"{url} to be ready")
