@@ -55,7 +55,18 @@ class ServerSettings(BaseModel):
     )
     worker: bool = Field(True, description="run the worker loop in the server process")
     agent: bool = Field(True, description="run the embedded agent 'common' in the server process")
+    agent_executor: Literal["local", "docker", "kubernetes", "mock"] = Field(
+        "local", description="executor of the embedded agent 'common'"
+    )
     upgrade: bool = Field(True, description="apply schema migrations at start")
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) to serve HTTPS; needs tls_key")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "ServerSettings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        return self
 
 
 class WorkerSettings(BaseModel):
@@ -204,8 +215,8 @@ class AgentSettings(BaseSettings):
     vault_timeout_s: float = Field(10.0, gt=0, le=300, description="seconds one Vault request may take")
 
 
-def client_env(name: Literal["url", "token", "config_dir"]) -> str | None:
-    """A client variable (STACKL_URL, STACKL_TOKEN, STACKL_CONFIG_DIR), read for the CLI."""
+def client_env(name: Literal["url", "token", "config_dir", "ca_file"]) -> str | None:
+    """A client variable (STACKL_URL, STACKL_TOKEN, STACKL_CONFIG_DIR, STACKL_CA_FILE), read for the CLI."""
     return os.environ.get(f"STACKL_{name.upper()}") or None
 
 

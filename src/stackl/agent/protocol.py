@@ -8,6 +8,7 @@ shutting down. Nothing here logs a request body: payloads carry secrets.
 
 import importlib
 import random
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -76,7 +77,7 @@ class AgentProtocol:
         *,
         token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         pause_s: Callable[[int], float] = backoff,
         clock: Clock | None = None,
     ) -> None:
@@ -87,6 +88,8 @@ class AgentProtocol:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.name = name
+        if isinstance(verify, str):  # a CA bundle (--ca-file): the only roots trusted
+            verify = ssl.create_default_context(cafile=verify)
         self._client = httpx.AsyncClient(
             base_url=server.rstrip("/"), headers=headers, transport=transport, verify=verify, timeout=30.0
         )

@@ -5,7 +5,8 @@ Settings come in the order of spec/cli.md §1 (first wins): server URL ``--serve
 prefix of that URL, ``~/.stackl/credentials``. The config file keeps the STACKL 0.5 format (the whole file is
 the URL) so the released 0.5 CLI shares it; a ``/t/<token>`` URL, the only way 0.5 can authenticate, is split
 here into the server URL and a Bearer token, because the prefix is honoured on STACKL 0.5 paths only.
-``STACKL_CONFIG_DIR`` replaces ``~/.stackl``. Environment and home are read through ``stackl.config`` only.
+``STACKL_CONFIG_DIR`` replaces ``~/.stackl``; ``--ca-file``, else ``STACKL_CA_FILE``, verifies a server whose
+certificate a private CA signed. Environment and home are read through ``stackl.config`` only.
 
 Tests reach the CLI's HTTP traffic through ``TRANSPORT_FACTORY``: set it to a function returning an ``httpx``
 transport (``httpx.MockTransport`` or ``httpx.ASGITransport`` on the in-process app) and every command sends
@@ -14,6 +15,7 @@ its requests there instead of the network.
 
 import os
 import re
+import ssl
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -167,6 +169,22 @@ def write_private(path: Path, text: str) -> None:
         raise exits.UsageFailure(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def ca_bundle(opts: Options) -> ssl.SSLContext | bool:
+    """What verifies the server's TLS certificate: ``--ca-file``, else ``STACKL_CA_FILE``, else the system CAs.
+
+    Raises:
+        exits.UsageFailure: ``STACKL_CA_FILE`` names no file.
+    """
+    if opts.ca_file is not None:
+        return ssl.create_default_context(cafile=str(opts.ca_file))
+    configured = config.client_env("ca_file")
+    if configured is None:
+        return True
+    if not Path(configured).is_file():
+        raise exits.UsageFailure(f"STACKL_CA_FILE: {configured}: no such file")
+    return ssl.create_default_context(cafile=configured)
+
+
 def build_client(connection: Connection, opts: Options) -> StacklClient:
     """THE way a command gets its client: settings, trace on ``-v``, and the test transport when set."""
     trace = (lambda line: typer.echo(line, err=True)) if opts.verbose else None
@@ -175,7 +193,7 @@ def build_client(connection: Connection, opts: Options) -> StacklClient:
         token=connection.token,
         timeout_s=opts.http_timeout_s,
         transport=TRANSPORT_FACTORY() if TRANSPORT_FACTORY is not None else None,
-        verify=str(opts.ca_file) if opts.ca_file else True,
+        verify=ca_bundle(opts),
         trace=trace,
     )
 

@@ -38,7 +38,7 @@ def http_client(ctx: typer.Context, *, timeout_s: float | None = None) -> httpx.
         timeout=httpx.Timeout(
             timeout_s or opts.http_timeout_s, read=None if timeout_s is None else timeout_s
         ),
-        verify=str(opts.ca_file) if opts.ca_file else True,
+        verify=context.ca_bundle(opts),
         transport=transport,
     )
 

@@ -82,7 +82,7 @@ class StacklClient:
         token: str | None = None,
         timeout_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        verify: str | bool = True,
+        verify: str | bool | ssl.SSLContext = True,
         trace: Callable[[str], None] | None = None,
     ) -> None:
         """Describe the connection; nothing is opened before ``__aenter__``.
@@ -92,7 +92,7 @@ class StacklClient:
             token: API token sent as ``Authorization: Bearer``.
             timeout_s: limit of one HTTP request (connect, each read, each write).
             transport: an ``httpx`` transport to use instead of the network (tests).
-            verify: TLS verification: True, False, or the path of a CA bundle.
+            verify: TLS verification: True, False, the path of a CA bundle, or an SSL context.
             trace: called with one line per request and response (``-v``); tokens are masked.
         """
         self.base_url = base_url.rstrip("/")

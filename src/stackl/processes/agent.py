@@ -3,7 +3,8 @@
 Flags (or ``STACKL_AGENT__*`` variables) pick the name, the server, the executor (``local``, ``docker``,
 ``kubernetes`` or ``mock``, with the ``--docker-*`` and ``--k8s-*`` options of agents.md §6.4-6.5), the
 secret handler (``plain``, ``base64``, or ``vault`` with its ``--vault-*`` options, docs/security.md) and the
-data directory; the ``AgentRunner`` does the rest. A container executor learns the agent's name and instance
+data directory; ``--ca-file`` (``STACKL_AGENT__CA_FILE``, ``STACKL_CA_FILE``) verifies an HTTPS server signed by
+a private CA; the ``AgentRunner`` does the rest. A container executor learns the agent's name and instance
 before the runner starts, and removes what the previous instance left (containers, Kubernetes objects).
 SIGTERM/SIGINT start a graceful shutdown; a second signal skips the wait for running jobs. Exit 0 after a
 graceful stop, 2 on bad configuration. Heavy imports stay inside the function, so ``stackl --help`` stays
@@ -48,6 +49,12 @@ def agent(
         float, typer.Option("--shutdown-timeout", min=0, help="seconds a graceful stop waits for jobs")
     ] = 300.0,
     insecure: Annotated[bool, typer.Option(help="allow http:// to a non-loopback server")] = False,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file", dir_okay=False, help="CA bundle verifying the server (else STACKL_CA_FILE)"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
     docker_pull: Annotated[
         str, typer.Option("--docker-pull", help="always, missing or never (docker and kubernetes)")
@@ -123,6 +130,10 @@ def agent(
     if urlsplit(url).scheme == "http" and not is_loopback(host) and not insecure:
         typer.echo("error: http:// is accepted only for loopback servers or with --insecure", err=True)
         raise typer.Exit(2)
+    ca = ca_file or _env("ca_file") or os.environ.get("STACKL_CA_FILE") or None
+    if ca is not None and not Path(ca).is_file():
+        typer.echo(f"error: CA file {ca}: no such file", err=True)
+        raise typer.Exit(2)
     token = _env("token")
     if token_file is not None:
         token = token_file.read_text().strip()
@@ -178,6 +189,7 @@ def agent(
             max_jobs=max_jobs,
             labels=labels,
             shutdown_timeout=shutdown_timeout,
+            verify=str(ca) if ca is not None else True,
         )
     )
 
@@ -331,6 +343,7 @@ async def _serve(
     max_jobs: int,
     labels: dict[str, str],
     shutdown_timeout: float,
+    verify: str | bool = True,
 ) -> None:
     import structlog
 
@@ -339,7 +352,7 @@ async def _serve(
 
     log = structlog.get_logger("stackl.agent")
     stop, force = shutdown_signals(log, "agent")
-    async with AgentProtocol(url, name, token=token) as protocol:
+    async with AgentProtocol(url, name, token=token, verify=verify) as protocol:
         runner = AgentRunner(
             name=name,
             protocol=protocol,

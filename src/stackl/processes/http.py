@@ -130,8 +130,8 @@ def protocol_class(server: ServerSettings, log: Any, *, max_connections: int) ->
     return type("StacklH11Protocol", (GuardedH11Protocol,), attributes)
 
 
-def uvicorn_config(app: Any, server: ServerSettings, log: Any) -> uvicorn.Config:
-    """The uvicorn configuration of the API server: its address, limits and timeouts.
+def uvicorn_config(app: Any, server: ServerSettings, log: Any, **tls: Any) -> uvicorn.Config:
+    """The uvicorn configuration of the API server: its address, limits and timeouts (``tls``: HTTPS options).
 
     Raises the open-file limit if ``server.max_connections`` needs it (``connection_limit``).
     """
@@ -146,6 +146,7 @@ def uvicorn_config(app: Any, server: ServerSettings, log: Any) -> uvicorn.Config
         access_log=False,
         timeout_graceful_shutdown=30,
         lifespan="off",
+        **tls,
     )
 
 

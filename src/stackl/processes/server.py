@@ -1,7 +1,9 @@
 """``stackl server``: migrate, open the ports, serve the API, the worker loop and the embedded agent.
 
 Wiring only: settings from flags and the environment, logging, adapters through bootstrap, the app factory,
-uvicorn. Heavy imports happen inside the command so that ``stackl --help`` stays fast.
+uvicorn. A split deployment turns parts off (``--no-worker``, ``--no-agent``), picks the embedded agent's
+executor (``--agent-executor``) and serves HTTPS (``--tls-cert``/``--tls-key``); every flag is also a
+``STACKL_SERVER__*`` setting. Heavy imports happen inside the command so that ``stackl --help`` stays fast.
 """
 
 import asyncio
@@ -19,6 +21,8 @@ from stackl.config import Settings, is_loopback
 from stackl.processes.common import build_settings, exit_for
 
 if TYPE_CHECKING:
+    import ssl
+
     import uvicorn
 
     from stackl.domain.auth import Subject
@@ -26,8 +30,8 @@ if TYPE_CHECKING:
 
 
 def server(
-    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    host: Annotated[str | None, typer.Option(help="bind address [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [default: 8080]")] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="data directory (default ~/.stackl/data)")
     ] = None,
@@ -38,9 +42,36 @@ def server(
     insecure: Annotated[bool, typer.Option(help="allow a non-loopback bind without auth")] = False,
     upgrade: Annotated[bool, typer.Option("--upgrade/--no-upgrade", help="apply migrations at start")] = True,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error")] = None,
+    worker: Annotated[
+        bool | None, typer.Option("--worker/--no-worker", help="run the worker loop in this process")
+    ] = None,
+    agent: Annotated[
+        bool | None, typer.Option("--agent/--no-agent", help="run the embedded agent 'common'")
+    ] = None,
+    agent_executor: Annotated[
+        str | None,
+        typer.Option("--agent-executor", help="embedded agent's executor: local, docker, kubernetes, mock"),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", dir_okay=False, help="PEM certificate: serve HTTPS")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", dir_okay=False, help="PEM key of --tls-cert")
+    ] = None,
 ) -> None:
     """Run the STACKL API server (embedded SQLite by default)."""
-    overrides: dict[str, object] = {"server": {"host": host, "port": port, "upgrade": upgrade}}
+    given = {
+        "host": host,
+        "port": port,
+        "worker": worker,
+        "agent": agent,
+        "agent_executor": agent_executor,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+    }
+    overrides: dict[str, object] = {
+        "server": {"upgrade": upgrade} | {key: value for key, value in given.items() if value is not None}
+    }
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if database_url:
@@ -50,6 +81,10 @@ def server(
     if log_level:
         overrides["logging"] = {"level": log_level}
     settings = build_settings(overrides)  # exit 2: --no-auth on a non-loopback address without --insecure
+    for name, path in (("tls_cert", settings.server.tls_cert), ("tls_key", settings.server.tls_key)):
+        if path is not None and not path.is_file():
+            typer.echo(f"error: server.{name}: {path}: no such file", err=True)
+            raise typer.Exit(2)
     with exit_for():
         asyncio.run(_serve(settings))
 
@@ -80,11 +115,11 @@ async def _serve(settings: Settings) -> None:
         http.quiet_accept_errors(asyncio.get_running_loop(), log)
         if not bodies.HAS_LIBYAML:
             log.warning("yaml_libyaml_missing", detail="PyYAML without libyaml: YAML bodies parse ~4x slower")
-        server = uvicorn.Server(http.uvicorn_config(app, settings.server, log))
+        server = uvicorn.Server(http.uvicorn_config(app, settings.server, log, **_tls_options(settings)))
         where = settings.database_url if settings.database.url else str(settings.data_dir / "stackl.db")
         log.info(
             "server_started",
-            api=f"http://{settings.server.host}:{settings.server.port}",
+            api=f"{_scheme(settings)}://{settings.server.host}:{settings.server.port}",
             database=ports.store.kind,
             data=where.split("@")[-1],
         )
@@ -97,6 +132,34 @@ async def _serve(settings: Settings) -> None:
             else:
                 await server.serve()
         log.info("server_stopped")
+
+
+def _scheme(settings: Settings) -> str:
+    return "https" if settings.server.tls_cert is not None else "http"
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """The HTTPS options of uvicorn for ``--tls-cert``/``--tls-key`` (the settings check they come together)."""
+    if settings.server.tls_cert is None:
+        return {}
+    return {"ssl_certfile": str(settings.server.tls_cert), "ssl_keyfile": str(settings.server.tls_key)}
+
+
+def _loopback_tls(settings: Settings) -> "ssl.SSLContext | bool":
+    """How the embedded agent verifies its own server over loopback.
+
+    Plain HTTP: nothing to verify. HTTPS: the server's own certificate is the only trust anchor (pinned, so a
+    partial chain is accepted) and the host name is not checked, because the agent dials 127.0.0.1 while the
+    certificate names the public host.
+    """
+    if settings.server.tls_cert is None:
+        return True
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(settings.server.tls_cert))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False
+    return context
 
 
 @asynccontextmanager
@@ -194,30 +257,32 @@ async def _serve_with_agent(
     data_dir = settings.data_dir / "agent"
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
     executor = build_executor(
-        "local",
+        settings.server.agent_executor,
         data_dir=data_dir,
         automation_dirs=[settings.data_dir / "automation"],
         secret_handler="plain",  # noqa: S106 - a handler name
     )
     stop, force = asyncio.Event(), asyncio.Event()
     host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "", "::") else settings.server.host  # noqa: S104
-    url = f"http://{host}:{settings.server.port}"
+    url = f"{_scheme(settings)}://{host}:{settings.server.port}"
 
     async def embedded() -> None:
         while not server.started:
             if server.should_exit:
                 return
             await asyncio.sleep(0.05)
-        async with AgentProtocol(url, "common", token=token) as protocol:
+        async with AgentProtocol(url, "common", token=token, verify=_loopback_tls(settings)) as protocol:
             runner = AgentRunner(
                 name="common", protocol=protocol, executor=executor, data_dir=data_dir, shutdown_timeout_s=0
             )
             # What a killed previous run left (tool process groups, job directories) goes first.
-            await executor.start(
-                agent="common",
-                instance_id=runner.instance_id,
-                previous_instance_id=previous_instance(data_dir),
-            )
+            start = getattr(executor, "start", None)  # the mock executor leaves nothing to clean up
+            if start is not None:
+                await start(
+                    agent="common",
+                    instance_id=runner.instance_id,
+                    previous_instance_id=previous_instance(data_dir),
+                )
             await runner.run(stop, force)
 
     async def watch() -> None:

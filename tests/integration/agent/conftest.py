@@ -201,4 +201,14 @@ def docker_engine() -> Iterator[str]:
         yield url
     finally:
         _stop_dockerd(directory, process)
+        _unmount_below(directory)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _unmount_below(directory: Path) -> None:
+    """Unmount what a stopped dockerd left mounted under its directories (``exec/netns/default`` once it has made
+    a network, as the compose cluster test does), so that the directory can be removed."""
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(f"{directory}/")]
+    for point in sorted(points, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
