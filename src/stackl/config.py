@@ -213,13 +213,3 @@ class AgentSettings(BaseSettings):
     vault_ca_file: Path | None = Field(None, description="CA bundle that signs Vault's TLS certificate")
     vault_namespace: str | None = Field(None, description="Vault namespace (X-Vault-Namespace)")
     vault_timeout_s: float = Field(10.0, gt=0, le=300, description="seconds one Vault request may take")
-
-
-def client_env(name: Literal["url", "token", "config_dir", "ca_file"]) -> str | None:
-    """A client variable (STACKL_URL, STACKL_TOKEN, STACKL_CONFIG_DIR, STACKL_CA_FILE), read for the CLI."""
-    return os.environ.get(f"STACKL_{name.upper()}") or None
-
-
-def client_home() -> Path:
-    """The CLI's home directory (for ~/.stackl)."""
-    return Path(os.path.expanduser("~"))

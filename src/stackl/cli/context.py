@@ -25,8 +25,9 @@ from typing import TypeVar
 import httpx
 import typer
 
-from stackl import config
+from stackl import environ
 from stackl.cli import exits
+from stackl.cli.options import Options as Options  # re-exported: commands read ``context.Options``
 from stackl.client.client import StacklClient, redact_url
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -37,19 +38,6 @@ _TOKEN_URL = re.compile(r"^(?P<base>.+?)/t/(?P<token>[^/?#]+)/?$")
 TRANSPORT_FACTORY: Callable[[], httpx.AsyncBaseTransport] | None = None  # tests: the transport to use
 
 T = TypeVar("T")
-
-
-@dataclass
-class Options:
-    """The global options of spec/cli.md §1, set by the root callback and read by every command."""
-
-    server: str | None = None
-    token: str | None = None
-    http_timeout_s: float = 30.0
-    ca_file: Path | None = None
-    quiet: bool = False
-    verbose: bool = False
-    no_color: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,10 +58,10 @@ def options(ctx: typer.Context) -> Options:
 
 def config_dir() -> Path:
     """``STACKL_CONFIG_DIR``, else ``~/.stackl``, else ``./.stackl`` when there is no home directory."""
-    configured = config.client_env("config_dir")
+    configured = environ.client_env("config_dir")
     if configured:
         return Path(configured)
-    home = config.client_home()
+    home = environ.client_home()
     return home / ".stackl" if str(home) != "~" and home.is_dir() else Path(".stackl")
 
 
@@ -134,7 +122,7 @@ def resolve(opts: Options) -> Connection:
     directory = config_dir()
     if opts.server:
         raw, server_source = opts.server, "--server"
-    elif env_url := config.client_env("url"):
+    elif env_url := environ.client_env("url"):
         raw, server_source = env_url, "STACKL_URL"
     elif file_url := read_config_url(directory):
         raw, server_source = file_url, str(directory / CONFIG_FILE)
@@ -144,7 +132,7 @@ def resolve(opts: Options) -> Connection:
     server = normalise_url(server)
     if opts.token:
         return Connection(server, opts.token, server_source, "--token")
-    if env_token := config.client_env("token"):
+    if env_token := environ.client_env("token"):
         return Connection(server, env_token, server_source, "STACKL_TOKEN")
     if url_token:
         return Connection(server, url_token, server_source, "/t/ prefix of the server URL")
@@ -177,7 +165,7 @@ def ca_bundle(opts: Options) -> ssl.SSLContext | bool:
     """
     if opts.ca_file is not None:
         return ssl.create_default_context(cafile=str(opts.ca_file))
-    configured = config.client_env("ca_file")
+    configured = environ.client_env("ca_file")
     if configured is None:
         return True
     if not Path(configured).is_file():

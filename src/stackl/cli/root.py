@@ -6,80 +6,70 @@ they are parsed once into ``context.Options`` for every command, and adds each v
 commands lives here only, so a new verb is one line.
 """
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from stackl import __version__
-from stackl.cli import (
-    apply,
-    audit,
-    connect,
-    context,
-    create,
-    delete,
-    describe,
-    drift,
-    edit,
-    events,
-    get,
-    history,
-    info,
-    instances,
-    logs,
-    plan,
-    policy,
-    tasks,
-    token,
-)
+from stackl.cli.lazy import HELP_SETTINGS, Lazy
+from stackl.cli.options import Options
 
-HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+# Every command: name → where it lives and its line in `stackl --help` (the command's own first docstring
+# line; tests/unit/cli/test_lazy.py keeps them equal). Order = the order of `stackl --help`.
+COMMANDS: dict[str, Lazy] = {
+    "connect": Lazy(
+        "stackl.cli.connect:connect", "Save the server URL (and token) used by every later command."
+    ),
+    "info": Lazy(
+        "stackl.cli.info:info",
+        "Show the server, its version and database, the auth state and the caller's identity.",
+    ),
+    "apply": Lazy(
+        "stackl.cli.apply:apply",
+        "Create or update every document of DIR in one bulk apply, or (-c) create or update INSTANCE.",
+    ),
+    "get": Lazy("stackl.cli.get:get", "Show one document or list every document of a kind."),
+    "delete": Lazy(
+        "stackl.cli.delete:delete",
+        "Delete a document; a referenced document is kept (exit 5) unless --force is given.",
+    ),
+    "edit": Lazy(
+        "stackl.cli.edit:edit", "Edit a document in $VISUAL or $EDITOR and replace it if it was changed."
+    ),
+    "history": Lazy("stackl.cli.history:history", "List the revisions of a document, newest first."),
+    "diff": Lazy(
+        "stackl.cli.history:diff", "Show what changed between two revisions, or what `apply -d` would change."
+    ),
+    "restore": Lazy(
+        "stackl.cli.history:restore",
+        "Restore a snapshot, or write revision N of a document again as its newest revision.",
+    ),
+    "plan": Lazy(
+        "stackl.cli.plan:plan", "Show the placement, its explanation and the step plan without deploying."
+    ),
+    "logs": Lazy(
+        "stackl.cli.logs:logs", "Print the job logs of a stack instance's tasks (oldest task first)."
+    ),
+    "audit": Lazy("stackl.cli.audit:audit", "Show who changed what, when, and with which outcome."),
+    "events": Lazy(
+        "stackl.cli.events:events", "Follow the server's events: document, task, step and agent changes."
+    ),
+    "drift": Lazy(
+        "stackl.cli.drift:drift", "List drifted stack instances, show one's proposed update, or apply it."
+    ),
+    "create": Lazy("stackl.cli.groups:create_app", "Create stack instances, snapshots and policy templates."),
+    "policy": Lazy("stackl.cli.groups:policy_app", "Evaluate Rego policies on the server."),
+    "update": Lazy("stackl.cli.groups:update_app", "Update stack instances and their outputs."),
+    "describe": Lazy("stackl.cli.describe:app", "Show everything about one object."),
+    "tasks": Lazy("stackl.cli.tasks:app", "List, show, wait for and cancel tasks; print their logs."),
+    "token": Lazy("stackl.cli.token:app", "Create, list and revoke API tokens (admin)."),
+}
 
 
 def register(app: typer.Typer) -> None:
-    """Install the global options and every REST-client command on the root app."""
+    """Install the global options on the root app (the commands come from ``COMMANDS``, see ``stackl.main``)."""
     app.callback(no_args_is_help=True, context_settings=HELP_SETTINGS)(root)
-    commands: dict[str, Callable[..., None]] = {
-        "connect": connect.connect,
-        "info": info.info,
-        "apply": apply.apply,
-        "get": get.get,
-        "delete": delete.delete,
-        "edit": edit.edit,
-        "history": history.history,
-        "diff": history.diff,
-        "restore": history.restore,
-        "plan": plan.plan,
-        "logs": logs.logs,
-        "audit": audit.audit,
-        "events": events.events,
-        "drift": drift.drift,
-    }
-    for name, command in commands.items():
-        app.command(name, context_settings=HELP_SETTINGS)(command)
-    create_group = typer.Typer(
-        name="create", help="Create stack instances, snapshots and policy templates.", no_args_is_help=True
-    )
-    create_group.command("snapshot", context_settings=HELP_SETTINGS)(create.snapshot)
-    create_group.command("policy", context_settings=HELP_SETTINGS)(create.policy)
-    create_group.command("instance", context_settings=HELP_SETTINGS)(instances.create)
-    app.add_typer(create_group, name="create", context_settings=HELP_SETTINGS)
-    policy_group = typer.Typer(
-        name="policy", help="Evaluate Rego policies on the server.", no_args_is_help=True
-    )
-    policy_group.command("eval", context_settings=HELP_SETTINGS)(policy.evaluate)
-    app.add_typer(policy_group, name="policy", context_settings=HELP_SETTINGS)
-    update_group = typer.Typer(
-        name="update", help="Update stack instances and their outputs.", no_args_is_help=True
-    )
-    update_group.command("instance", context_settings=HELP_SETTINGS)(instances.update_instance)
-    update_group.command("outputs", context_settings=HELP_SETTINGS)(instances.update_outputs)
-    app.add_typer(update_group, name="update", context_settings=HELP_SETTINGS)
-    app.add_typer(describe.app, name="describe", context_settings=HELP_SETTINGS)
-    app.add_typer(tasks.app, name="tasks", context_settings=HELP_SETTINGS)
-    app.add_typer(token.app, name="token", context_settings=HELP_SETTINGS)
 
 
 def _print_version(value: bool) -> None:
@@ -116,7 +106,7 @@ def root(
     ] = False,
 ) -> None:
     """STACKL: model infrastructure, describe applications, automate their orchestration."""
-    ctx.obj = context.Options(
+    ctx.obj = Options(
         server=server,
         token=token,
         http_timeout_s=http_timeout,

@@ -3,12 +3,12 @@
 from collections.abc import Callable
 
 import pytest
-import typer
 from tests import factories
 from tests.unit.client.fakeserver import FakeServer
 from typer.testing import CliRunner, Result
 
-from stackl.cli import context, root
+from stackl.cli import context
+from stackl.main import app
 
 Invoke = Callable[..., Result]
 
@@ -36,8 +36,6 @@ def server() -> FakeServer:
 def cli(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """Run `stackl ARGS…` in-process; every request goes to `server`."""
     monkeypatch.setattr(context, "TRANSPORT_FACTORY", server.transport)
-    app = typer.Typer()
-    root.register(app)
     runner = CliRunner()
 
     def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
