@@ -78,11 +78,16 @@ async def require_current_schema(settings: Settings) -> None:
         raise errors.StoreUnavailable(f"database schema is at {current}, not {head}: run stackl db upgrade")
 
 
-def policy_engine(settings: Settings) -> PolicyEngine:
-    """The policy engine ``STACKL_POLICY__ENGINE`` names: real OPA (default) or the embedded regopy."""
+def policy_engine(settings: Settings, *, purpose: str = "") -> PolicyEngine:
+    """The policy engine ``STACKL_POLICY__ENGINE`` names: real OPA (default) or the embedded regopy.
+
+    Each call builds an engine with its own ``STACKL_POLICY__THREADS`` threads; ``purpose`` names them
+    (``stackl-opa-authz``).
+    """
+    suffix = f"-{purpose}" if purpose else ""
     if settings.policy.engine == "regopy":
-        return RegoPolicyEngine(max_workers=settings.policy.threads)
-    return OpaPolicyEngine(max_workers=settings.policy.threads)
+        return RegoPolicyEngine(max_workers=settings.policy.threads, name=f"stackl-rego{suffix}")
+    return OpaPolicyEngine(max_workers=settings.policy.threads, name=f"stackl-opa{suffix}")
 
 
 @asynccontextmanager
@@ -104,12 +109,16 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
         secret_box=box,
     )
     policies = policy_engine(settings)
+    # Authorization gets an engine of its own: policy evaluations that overrun hold their engine's threads
+    # (neither engine can be interrupted), and every request waits for its access decision.
+    authz_policies = policy_engine(settings, purpose="authz")
     try:
         async with store, SqlBroker(store, clock=clock) as broker:
             yield Ports(
                 store=store,
                 broker=broker,
                 policies=policies,
+                authz_policies=authz_policies,
                 agents=SqlAgentRegistry(store),
                 clock=clock,
                 write_retries=settings.database.write_retries,
@@ -124,3 +133,4 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
             )
     finally:
         policies.close()
+        authz_policies.close()

@@ -166,8 +166,12 @@ def instrument(ports: Ports) -> Ports:
     """The ports with an instrumented policy engine and a placement observer (idempotent)."""
     if isinstance(ports.policies, InstrumentedPolicyEngine):
         return ports
+    authz = ports.authz_policies
     return dataclasses.replace(
-        ports, policies=InstrumentedPolicyEngine(ports.policies), placement_observer=_observe_placement
+        ports,
+        policies=InstrumentedPolicyEngine(ports.policies),
+        authz_policies=InstrumentedPolicyEngine(authz) if authz is not None else None,
+        placement_observer=_observe_placement,
     )
 
 
