@@ -19,6 +19,7 @@ from stackl.datastore.encryption import SecretBox
 from stackl.datastore.sql import SqlDocumentStore
 from stackl.datastore.tokens_sql import SqlTokenStore
 from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.rate_limits import TokenBuckets
 from stackl.policy.base import PolicyEngine
 from stackl.policy.opa import OpaPolicyEngine
 from stackl.policy.rego import RegoPolicyEngine
@@ -130,6 +131,9 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
                 tokens=SqlTokenStore(store),
                 audit=SqlAuditLog(store),
                 secret_box=box,
+                evaluation_limits=TokenBuckets(
+                    per_minute=settings.policy.evaluations_per_minute, burst=settings.policy.evaluation_burst
+                ),
             )
     finally:
         policies.close()

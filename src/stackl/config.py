@@ -118,6 +118,12 @@ class PolicySettings(BaseModel):
     )
     timeout_s: float = Field(5.0, gt=0, le=300, description="limit of one policy evaluation (422 beyond)")
     threads: int = Field(4, ge=1, le=64, description="evaluation threads, each with its own interpreters")
+    evaluations_per_minute: int = Field(
+        60, ge=1, le=100_000, description="POST /policies/evaluate calls one subject may make a minute (429)"
+    )
+    evaluation_burst: int = Field(
+        10, ge=1, le=10_000, description="POST /policies/evaluate calls one subject may make at once"
+    )
 
 
 class SecretSettings(BaseModel):

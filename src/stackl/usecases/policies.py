@@ -7,6 +7,7 @@ worker thread and never block the event loop.
 """
 
 import asyncio
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,6 +80,24 @@ async def load_template(ports: Ports, name: str, revision: int | None = None) ->
         source=str(entry.body.get("policy", "")),
         outputs=tuple(str(o) for o in entry.body.get("outputs") or []),
     )
+
+
+def admit_evaluation(ports: Ports, caller: str) -> None:
+    """Take one of ``caller``'s evaluation tokens (``Ports.evaluation_limits``), before anything is read.
+
+    Raises:
+        RateLimited: the caller has used its burst and must wait ``retry_after_s``.
+    """
+    limits = ports.evaluation_limits
+    if limits is None:
+        return
+    wait_s = limits.take(caller, now=ports.clock.monotonic())
+    if wait_s > 0:
+        raise errors.RateLimited(
+            f"too many policy evaluations by {caller}: at most {limits.burst} at once and "
+            f"{limits.per_minute:g} a minute; try again in {math.ceil(wait_s)} s",
+            retry_after_s=round(wait_s, 3),
+        )
 
 
 def _invalid(field: str, msg: str) -> errors.InvalidDocument:

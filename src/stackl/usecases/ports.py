@@ -14,6 +14,7 @@ from stackl.datastore.base import DocumentStore
 from stackl.datastore.encryption import SecretBox
 from stackl.datastore.tokens import InMemoryTokenStore, TokenStore
 from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.rate_limits import TokenBuckets
 from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
 
 
@@ -50,6 +51,8 @@ class Ports:
     # Told how each placement went ("placed", "infeasible" or "error") and how long it took (/metrics).
     placement_observer: Callable[[str, float], None] | None = None
     authz_policies: PolicyEngine | None = None  # the authorization policy's own engine (None: ``policies``)
+    # POST /policies/evaluate calls per subject (policy.evaluations_per_minute, burst); None: unlimited.
+    evaluation_limits: TokenBuckets | None = None
 
     @property
     def authz_engine(self) -> PolicyEngine:
