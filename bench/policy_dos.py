@@ -93,7 +93,8 @@ def evaluate(url: str, headers: dict[str, str], size: int, out: list[str]) -> No
     body = {"policy": "package dos\n", "query": RUNAWAY.format(n=size), "input": {}}
     try:
         response = httpx.post(f"{url}/policies/evaluate", json=body, headers=headers, timeout=300)
-        out.append(str(response.status_code))
+        detail = response.json().get("detail", "") if response.status_code >= 400 else ""
+        out.append(f"{response.status_code} {detail}".strip())
     except httpx.HTTPError as exc:
         out.append(type(exc).__name__)
 
@@ -122,7 +123,9 @@ def attack(
     for thread in probes:
         thread.join()
     settled = memory(pid)
-    print(f"burst of {calls} evaluations (size {size}) answered in {burst_s:.1f} s: {dict(Counter(answers))}")
+    print(f"burst of {calls} evaluations (size {size}) answered in {burst_s:.1f} s:")
+    for answer, count in sorted(Counter(answers).items()):
+        print(f"  {count} x {answer}")
     table(
         [
             ("GET /healthz (no token)", health.summary(), f"{health.slowest_s:.2f}", health.detail()),

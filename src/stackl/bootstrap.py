@@ -21,6 +21,7 @@ from stackl.datastore.tokens_sql import SqlTokenStore
 from stackl.domain.clock import Clock, SystemClock
 from stackl.domain.rate_limits import TokenBuckets
 from stackl.policy.base import PolicyEngine
+from stackl.policy.isolated import ProcessPolicyEngine
 from stackl.policy.opa import OpaPolicyEngine
 from stackl.policy.rego import RegoPolicyEngine
 from stackl.usecases.ports import Ports
@@ -113,6 +114,12 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
     # Authorization gets an engine of its own: policy evaluations that overrun hold their engine's threads
     # (neither engine can be interrupted), and every request waits for its access decision.
     authz_policies = policy_engine(settings, purpose="authz")
+    # Users' ad-hoc evaluations run in worker processes that are killed when they overrun their time or memory.
+    evaluation_policies = ProcessPolicyEngine(
+        engine=settings.policy.engine,
+        processes=settings.policy.evaluation_processes,
+        memory_mb=settings.policy.evaluation_memory_mb,
+    )
     try:
         async with store, SqlBroker(store, clock=clock) as broker:
             yield Ports(
@@ -120,6 +127,7 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
                 broker=broker,
                 policies=policies,
                 authz_policies=authz_policies,
+                evaluation_policies=evaluation_policies,
                 agents=SqlAgentRegistry(store),
                 clock=clock,
                 write_retries=settings.database.write_retries,
@@ -138,3 +146,4 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
     finally:
         policies.close()
         authz_policies.close()
+        evaluation_policies.close()

@@ -3,7 +3,9 @@
 A policy template is compiled when it is written (a syntax error is a 422 with line and column, not a failure
 at the first deployment), and any policy, stored or pasted, can be evaluated against an input — the
 ``POST /policies/evaluate`` that STACKL 0.5 promised. The engine is CPU-bound and synchronous, so calls run in a
-worker thread and never block the event loop.
+worker thread and never block the event loop. Evaluations take any viewer's Rego, so they are rate-limited per
+caller (``admit_evaluation``) and run on ``Ports.evaluation_engine``: in a server, worker processes that are
+killed when a call overruns its time or memory limit.
 """
 
 import asyncio
@@ -159,7 +161,7 @@ async def evaluate(ports: Ports, request: Mapping[str, Any]) -> Evaluation:
             )
         policy = Policy(name=match.group(1), revision=0, source=source)
         template_revision = None
-    engine, timeout_s = ports.policies, ports.policy_timeout_s
+    engine, timeout_s = ports.evaluation_engine, ports.policy_timeout_s  # killable processes in production
     if rule is not None:
         decision = await asyncio.to_thread(
             engine.evaluate, policy, rule, input_doc, data=data, timeout_s=timeout_s

@@ -27,7 +27,9 @@ class Ports:
 
     ``policies`` runs placement policies and template checks. ``authz_policies`` runs the authorization policy
     on threads of its own (bootstrap builds a second engine), so no user evaluation or placement can make a
-    request wait for its access decision; None (the fakes of unit tests) uses ``policies``.
+    request wait for its access decision. ``evaluation_policies`` runs what users paste into
+    ``POST /policies/evaluate`` in child processes that are killed when they overrun. None (the fakes of unit
+    tests) uses ``policies``.
     """
 
     store: DocumentStore
@@ -51,8 +53,15 @@ class Ports:
     # Told how each placement went ("placed", "infeasible" or "error") and how long it took (/metrics).
     placement_observer: Callable[[str, float], None] | None = None
     authz_policies: PolicyEngine | None = None  # the authorization policy's own engine (None: ``policies``)
+    # users' ad-hoc evaluations (POST /policies/evaluate): killable processes in production (None: ``policies``)
+    evaluation_policies: PolicyEngine | None = None
     # POST /policies/evaluate calls per subject (policy.evaluations_per_minute, burst); None: unlimited.
     evaluation_limits: TokenBuckets | None = None
+
+    @property
+    def evaluation_engine(self) -> PolicyEngine:
+        """The engine that runs users' ad-hoc evaluations: its own, else the shared one."""
+        return self.evaluation_policies if self.evaluation_policies is not None else self.policies
 
     @property
     def authz_engine(self) -> PolicyEngine:

@@ -1,0 +1,84 @@
+"""ProcessPolicyEngine on both engines: the in-process answers, and overrunning evaluations really stopped.
+
+A runaway that overruns its time limit has its worker process killed (the process is gone, its CPU and memory
+with it) and the next call gets a fresh worker; one that grows past the memory limit is stopped with a 422
+that says so. The runaways are comprehensions over every pair of two ranges: one that only compares (CPU, a
+few MB) and one that collects the pairs (memory: about 250 bytes a pair).
+"""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from stackl.errors import PolicyEngineUnavailable, PolicyError
+from stackl.policy.base import Policy
+from stackl.policy.isolated import ProcessPolicyEngine, rss_bytes
+
+ENGINES = ["opa", "regopy"]
+POLICY = Policy(
+    "shop",
+    1,
+    "package shop\nimport rego.v1\nx := 1\ndeny contains msg if {\n  some image in input.images\n"
+    '  not startswith(image, "quay.io/")\n  msg := sprintf("%s is not allowed", [image])\n}\n',
+)
+EMPTY = Policy("runaway", 0, "package runaway\n")
+SPIN = "count([a | some a in numbers.range(1, 20000); some b in numbers.range(1, 20000); a == b])"
+GROW = "count([[a, b] | some a in numbers.range(1, 4000); some b in numbers.range(1, 4000)])"
+MEMORY_MB = 256
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Iterator[ProcessPolicyEngine]:
+    isolated = ProcessPolicyEngine(engine=request.param, processes=1, memory_mb=MEMORY_MB)
+    yield isolated
+    isolated.close()
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_answers_are_the_engines_own(engine: ProcessPolicyEngine) -> None:
+    denied = engine.evaluate(POLICY, "deny", {"images": ["quay.io/a", "docker.io/b"]})
+    assert (denied.defined, denied.value) == (True, ["docker.io/b is not allowed"])
+    assert engine.evaluate(POLICY, "missing", {}).defined is False
+    assert engine.query(POLICY, "data.shop.x + 1", {}).value == 2
+    assert engine.check("gate", "package gate\nallow := true\n").package == "gate"
+    with pytest.raises(PolicyError, match=r"line 2"):
+        engine.evaluate(Policy("bad", 0, "package bad\nx := := 1\n"), "x", {})
+    assert engine.started == 1  # one worker, reused by every call (errors included)
+
+
+def test_an_overrunning_evaluation_is_killed_and_its_worker_replaced(engine: ProcessPolicyEngine) -> None:
+    engine.evaluate(POLICY, "x", {})
+    (first,) = engine.pids
+    with pytest.raises(PolicyError) as raised:
+        engine.query(EMPTY, SPIN, {}, timeout_s=0.3)
+    assert raised.value.message == "policy runaway did not finish within 0.3 s"
+    assert not is_running(first)  # killed and reaped: no CPU keeps burning
+    assert engine.evaluate(POLICY, "x", {}).value == 1
+    assert engine.pids != [first]
+    assert (engine.started, engine.killed) == (2, 1)
+
+
+def test_an_evaluation_over_the_memory_limit_is_stopped(engine: ProcessPolicyEngine) -> None:
+    before = rss_bytes(os.getpid())
+    with pytest.raises(PolicyError) as raised:
+        engine.query(EMPTY, GROW, {}, timeout_s=120)
+    assert raised.value.message == f"policy runaway was stopped: it ran out of memory (limit {MEMORY_MB} MiB)"
+    assert rss_bytes(os.getpid()) - before < 64 * 1024 * 1024  # the server's own memory did not grow with it
+    assert engine.evaluate(POLICY, "x", {}).value == 1  # a fresh worker
+
+
+def test_a_closed_engine_is_unavailable(engine: ProcessPolicyEngine) -> None:
+    engine.evaluate(POLICY, "x", {})
+    (pid,) = engine.pids
+    engine.close()
+    assert not is_running(pid)
+    with pytest.raises(PolicyEngineUnavailable):
+        engine.evaluate(POLICY, "x", {})
