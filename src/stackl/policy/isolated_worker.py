@@ -17,12 +17,15 @@ import json
 import os
 import resource
 import sys
+import threading
+import time
 from typing import Any, BinaryIO
 
 from stackl.errors import PolicyEngineUnavailable, PolicyError
 from stackl.policy.base import Policy, PolicyEngine
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024  # a larger result is refused: the server would hold it in memory
+ORPHAN_CHECK_S = 1.0  # how often a worker checks that the server that started it is still there
 
 
 def _engine(name: str) -> PolicyEngine:
@@ -68,6 +71,14 @@ def _reply(out: BinaryIO, reply: dict[str, Any]) -> None:
     out.flush()
 
 
+def _exit_when_orphaned(parent: int) -> None:
+    """End this process once its server is gone (killed -9 mid-evaluation: stdin's EOF is read only after)."""
+    while True:
+        time.sleep(ORPHAN_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def main() -> None:
     engine_name, memory_mb = sys.argv[1], int(sys.argv[2])
     out = os.fdopen(os.dup(1), "wb")
@@ -75,6 +86,7 @@ def main() -> None:
     if engine_name == "opa":  # regopy's allocator reserves 256 GB up front: the parent's watchdog bounds it
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     engine = _engine(engine_name)
     _reply(out, {"ready": os.getpid()})
     for line in sys.stdin.buffer:
