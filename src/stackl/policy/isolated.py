@@ -67,7 +67,7 @@ def rss_bytes(pid: int) -> int:
         return 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: workers are kept in a set
 class _Worker:
     """One child process and the bytes read from it past the last complete reply."""
 
@@ -146,6 +146,7 @@ class ProcessPolicyEngine(PolicyEngine):
         self.engine, self.processes, self.memory_mb = engine, processes, memory_mb
         self._idle: list[_Worker] = []
         self._busy = 0
+        self._running: set[_Worker] = set()  # workers a call is talking to right now
         self._closed = False
         self._lock = threading.Lock()
         self.started = 0  # worker processes started so far
@@ -181,11 +182,21 @@ class ProcessPolicyEngine(PolicyEngine):
         return _decision(self._call(request, policy.name, timeout_s))
 
     def close(self) -> None:
+        """Stop every worker, the busy ones too: a stopping server does not wait for a runaway policy."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            running = list(self._running)
         for worker in idle:
             worker.kill()
+        for worker in running:  # its caller sees the end of the pipe, reaps it and answers unavailable
+            worker.process.kill()
+
+    @property
+    def busy(self) -> int:
+        """Calls in progress (each holds a worker)."""
+        with self._lock:
+            return self._busy
 
     @property
     def pids(self) -> list[int]:
@@ -243,6 +254,11 @@ class ProcessPolicyEngine(PolicyEngine):
         try:
             if worker is None:
                 worker = self._start()
+            with self._lock:
+                self._running.add(worker)
+                closed = self._closed
+            if closed:  # closed while this worker was starting: close() did not see it
+                raise _WorkerLost
             request["timeout_s"] = timeout_s + 1.0  # the worker's own limit never fires before ours
             worker.send(request)
             reply = worker.receive(time.monotonic() + timeout_s, max_rss=self.memory_mb * 1024 * 1024)
@@ -260,11 +276,16 @@ class ProcessPolicyEngine(PolicyEngine):
             assert worker is not None  # noqa: S101 - lost while talking to it
             tail = worker.stderr_tail()
             status = self._lost(worker, name, "lost")
+            if self._closed:
+                raise PolicyEngineUnavailable("policy engine unavailable: the engine is closed") from None
             if status == -signal.SIGKILL or any(mark in tail for mark in _OUT_OF_MEMORY):  # or the OOM killer
                 raise PolicyError(self._out_of_memory(name), policy=name) from None
             message = f"policy {name} was stopped: its evaluation process ended (exit status {status})"
             raise PolicyError(message, policy=name) from None
         finally:
+            if worker is not None:
+                with self._lock:
+                    self._running.discard(worker)
             self._release(kept)
         return _unwrap(reply, name, self.memory_mb)
 

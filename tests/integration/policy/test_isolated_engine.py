@@ -7,7 +7,9 @@ few MB) and one that collects the pairs (memory: about 250 bytes a pair).
 """
 
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -82,3 +84,33 @@ def test_a_closed_engine_is_unavailable(engine: ProcessPolicyEngine) -> None:
     assert not is_running(pid)
     with pytest.raises(PolicyEngineUnavailable):
         engine.evaluate(POLICY, "x", {})
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        threading.Event().wait(0.01)
+
+
+def test_with_every_worker_busy_a_call_is_refused_at_once_and_close_stops_them(
+    engine: ProcessPolicyEngine,
+) -> None:
+    outcome: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            engine.query(EMPTY, SPIN, {}, timeout_s=300)
+        except (PolicyError, PolicyEngineUnavailable) as exc:
+            outcome.append(exc)
+
+    runaway = threading.Thread(target=spin)
+    runaway.start()
+    wait_until(lambda: engine.busy == 1, timeout_s=60)
+    with pytest.raises(PolicyEngineUnavailable, match="all 1 policy evaluation processes are busy"):
+        engine.evaluate(POLICY, "x", {})
+    engine.close()  # a stopping server does not wait for the runaway
+    runaway.join(timeout=60)
+    assert not runaway.is_alive()
+    assert [type(e) for e in outcome] == [PolicyEngineUnavailable]
+    assert engine.busy == 0
