@@ -45,6 +45,7 @@ WATCH_INTERVAL_S = 0.05  # how often the memory watchdog reads a busy worker's r
 _CHUNK = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TAIL_BYTES = 64 * 1024
+_WORKER_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")  # all a worker inherits
 # What the engines print when an allocation fails: the Go runtime, the C++ runtime (rego-cpp), Python.
 _OUT_OF_MEMORY = ("cannot allocate memory", "out of memory", "bad_alloc", "MemoryError")
 log = structlog.get_logger(__name__)
@@ -210,9 +211,13 @@ class ProcessPolicyEngine(PolicyEngine):
         with self._lock:
             if self._closed:
                 raise PolicyEngineUnavailable("policy engine unavailable: the engine is closed")
-            if self._idle:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.process.poll() is not None:  # died while idle (the OOM killer, say): forget it
+                    worker.kill()
+                    continue
                 self._busy += 1
-                return self._idle.pop()
+                return worker
             if self._busy >= self.processes:
                 raise PolicyEngineUnavailable(
                     f"policy engine unavailable: all {self.processes} policy evaluation processes are busy"
@@ -233,7 +238,7 @@ class ProcessPolicyEngine(PolicyEngine):
         args = [sys.executable, "-m", "stackl.policy.isolated_worker", self.engine, str(self.memory_mb)]
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _Worker.kill
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=_worker_env()
         )
         worker = _Worker(process, stderr)
         try:
@@ -298,6 +303,15 @@ class ProcessPolicyEngine(PolicyEngine):
 
     def _out_of_memory(self, name: str) -> str:
         return f"policy {name} was stopped: it ran out of memory (limit {self.memory_mb} MiB)"
+
+
+def _worker_env() -> dict[str, str]:
+    """The environment of a worker: none of the server's settings, so none of its secrets (database URL, key).
+
+    Users' Rego cannot read the environment (``opa.runtime`` is refused), and should a way appear, there is
+    nothing to find.
+    """
+    return {name: os.environ[name] for name in _WORKER_ENV if name in os.environ}
 
 
 def _common(policy: Policy, input_doc: Mapping[str, Any], data: Mapping[str, Any] | None) -> dict[str, Any]:

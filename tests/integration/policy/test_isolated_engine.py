@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,24 @@ def test_with_every_worker_busy_a_call_is_refused_at_once_and_close_stops_them(
     assert not runaway.is_alive()
     assert [type(e) for e in outcome] == [PolicyEngineUnavailable]
     assert engine.busy == 0
+
+
+def test_workers_inherit_none_of_the_servers_settings(
+    engine: ProcessPolicyEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACKL_SECRETS__KEY", "Seeded-Key-9f31")
+    monkeypatch.setenv("STACKL_DATABASE__URL", "postgresql+asyncpg://stackl:Seeded-Password-77ab@db/stackl")
+    engine.evaluate(POLICY, "x", {})
+    (pid,) = engine.pids
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"Seeded-" not in environ
+    assert b"STACKL_" not in environ
+
+
+def test_a_worker_that_died_while_idle_is_replaced(engine: ProcessPolicyEngine) -> None:
+    engine.evaluate(POLICY, "x", {})
+    (pid,) = engine.pids
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)  # reaped here: the engine finds it gone, whatever the timing
+    assert engine.evaluate(POLICY, "x", {}).value == 1
+    assert engine.started == 2
