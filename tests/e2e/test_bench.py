@@ -62,9 +62,3 @@ def test_concurrency_bench_quick_runs_and_prints_ratios() -> None:
     if os.environ.get("PGHOST"):
         assert "postgresql: 20 x 2 s" in out, out
     assert "ratio to D" in out
-
-
-def test_policy_dos_bench_quick_runs_and_prints_the_probes() -> None:
-    out = run_bench("policy_dos")
-    assert "GET /healthz (no token)" in out, out
-    assert "right after it" in out, out
