@@ -19,7 +19,9 @@ from stackl.datastore.encryption import SecretBox
 from stackl.datastore.sql import SqlDocumentStore
 from stackl.datastore.tokens_sql import SqlTokenStore
 from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.rate_limits import TokenBuckets
 from stackl.policy.base import PolicyEngine
+from stackl.policy.isolated import ProcessPolicyEngine
 from stackl.policy.opa import OpaPolicyEngine
 from stackl.policy.rego import RegoPolicyEngine
 from stackl.usecases.ports import Ports
@@ -78,11 +80,16 @@ async def require_current_schema(settings: Settings) -> None:
         raise errors.StoreUnavailable(f"database schema is at {current}, not {head}: run stackl db upgrade")
 
 
-def policy_engine(settings: Settings) -> PolicyEngine:
-    """The policy engine ``STACKL_POLICY__ENGINE`` names: real OPA (default) or the embedded regopy."""
+def policy_engine(settings: Settings, *, purpose: str = "") -> PolicyEngine:
+    """The policy engine ``STACKL_POLICY__ENGINE`` names: real OPA (default) or the embedded regopy.
+
+    Each call builds an engine with its own ``STACKL_POLICY__THREADS`` threads; ``purpose`` names them
+    (``stackl-opa-authz``).
+    """
+    suffix = f"-{purpose}" if purpose else ""
     if settings.policy.engine == "regopy":
-        return RegoPolicyEngine(max_workers=settings.policy.threads)
-    return OpaPolicyEngine(max_workers=settings.policy.threads)
+        return RegoPolicyEngine(max_workers=settings.policy.threads, name=f"stackl-rego{suffix}")
+    return OpaPolicyEngine(max_workers=settings.policy.threads, name=f"stackl-opa{suffix}")
 
 
 @asynccontextmanager
@@ -104,12 +111,23 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
         secret_box=box,
     )
     policies = policy_engine(settings)
+    # Authorization gets an engine of its own: policy evaluations that overrun hold their engine's threads
+    # (neither engine can be interrupted), and every request waits for its access decision.
+    authz_policies = policy_engine(settings, purpose="authz")
+    # Users' ad-hoc evaluations run in worker processes that are killed when they overrun their time or memory.
+    evaluation_policies = ProcessPolicyEngine(
+        engine=settings.policy.engine,
+        processes=settings.policy.evaluation_processes,
+        memory_mb=settings.policy.evaluation_memory_mb,
+    )
     try:
         async with store, SqlBroker(store, clock=clock) as broker:
             yield Ports(
                 store=store,
                 broker=broker,
                 policies=policies,
+                authz_policies=authz_policies,
+                evaluation_policies=evaluation_policies,
                 agents=SqlAgentRegistry(store),
                 clock=clock,
                 write_retries=settings.database.write_retries,
@@ -121,6 +139,11 @@ async def open_ports(settings: Settings, *, clock: Clock | None = None) -> Async
                 tokens=SqlTokenStore(store),
                 audit=SqlAuditLog(store),
                 secret_box=box,
+                evaluation_limits=TokenBuckets(
+                    per_minute=settings.policy.evaluations_per_minute, burst=settings.policy.evaluation_burst
+                ),
             )
     finally:
         policies.close()
+        authz_policies.close()
+        evaluation_policies.close()

@@ -144,6 +144,18 @@ class PolicySettings(BaseModel):
     )
     timeout_s: float = Field(5.0, gt=0, le=300, description="limit of one policy evaluation (422 beyond)")
     threads: int = Field(4, ge=1, le=64, description="evaluation threads, each with its own interpreters")
+    evaluation_processes: int = Field(
+        2, ge=1, le=32, description="processes that run POST /policies/evaluate (killed when a call overruns)"
+    )
+    evaluation_memory_mb: int = Field(
+        512, ge=192, le=1024 * 1024, description="memory limit of one evaluation process, engine included"
+    )
+    evaluations_per_minute: int = Field(
+        60, ge=1, le=100_000, description="POST /policies/evaluate calls one subject may make a minute (429)"
+    )
+    evaluation_burst: int = Field(
+        10, ge=1, le=10_000, description="POST /policies/evaluate calls one subject may make at once"
+    )
 
 
 class SecretSettings(BaseModel):

@@ -34,6 +34,7 @@ Each class's docstring is its default message; attributes carry the structured d
     │       ├── LeaseLost                          reason superseded | lease_lost
     │       └── ProtocolUnsupported                reason protocol
     ├── PreconditionFailed                 412 (current_revision)
+    ├── RateLimited                        429 (retry_after_s; Retry-After header)
     ├── Unavailable                        503
     │   ├── StoreUnavailable
     │   ├── BrokerUnavailable
@@ -335,6 +336,19 @@ class PreconditionFailed(StacklError):
 
     def extra(self) -> dict[str, Any]:
         return {"current_revision": self.current_revision}
+
+
+class RateLimited(StacklError):
+    """Too many requests of this kind from this caller: try again later."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s  # when the caller's next request of this kind will be accepted
+        super().__init__(message)
+
+    def extra(self) -> dict[str, Any]:
+        return {"retry_after_s": self.retry_after_s}
 
 
 # --- availability ----------------------------------------------------------------------------------------

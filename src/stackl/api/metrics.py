@@ -166,8 +166,13 @@ def instrument(ports: Ports) -> Ports:
     """The ports with an instrumented policy engine and a placement observer (idempotent)."""
     if isinstance(ports.policies, InstrumentedPolicyEngine):
         return ports
+    authz, evaluations = ports.authz_policies, ports.evaluation_policies
     return dataclasses.replace(
-        ports, policies=InstrumentedPolicyEngine(ports.policies), placement_observer=_observe_placement
+        ports,
+        policies=InstrumentedPolicyEngine(ports.policies),
+        authz_policies=InstrumentedPolicyEngine(authz) if authz is not None else None,
+        evaluation_policies=InstrumentedPolicyEngine(evaluations) if evaluations is not None else None,
+        placement_observer=_observe_placement,
     )
 
 

@@ -5,6 +5,7 @@ the most specific entry wins. ``detail`` is always a string (the 0.5 CLI prints 
 ``{loc, msg, type}``; an error's structured attributes (referrers, explanation…) become extra members.
 """
 
+import math
 import re
 from typing import Any
 
@@ -31,6 +32,7 @@ STATUS: dict[type[errors.StacklError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PreconditionFailed: 412,
+    errors.RateLimited: 429,
     errors.Unavailable: 503,
 }
 
@@ -54,6 +56,7 @@ TITLES = {
     "policy_error": "Policy error",
     "idempotency_key_reused": "Idempotency key reused",
     "unavailable": "Service unavailable",
+    "rate_limited": "Too many requests",
     "internal": "Internal server error",
 }
 
@@ -113,6 +116,8 @@ async def _stackl_error(request: Request, exc: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 503:
         headers["Retry-After"] = "5"
+    if isinstance(exc, errors.RateLimited):  # whole seconds, never 0: the caller must wait for a token
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     problem_errors = [{**e, "loc": _loc(list(e.get("loc", [])))} for e in exc.errors]
     return problem(
         request,

@@ -55,6 +55,7 @@ EXIT_CODES: dict[type[errors.StacklError], int] = {
     errors.Unauthenticated: EXIT_AUTH,
     errors.Forbidden: EXIT_AUTH,
     errors.Unavailable: EXIT_UNAVAILABLE,
+    errors.RateLimited: EXIT_UNAVAILABLE,  # the server cannot take it now: try again later
     errors.OperationFailed: EXIT_OPERATION_FAILED,
     errors.WaitTimedOut: EXIT_WAIT_TIMED_OUT,
     errors.StacklError: EXIT_UNEXPECTED,

@@ -42,6 +42,7 @@ CLASSES_BY_CODE: dict[str, type[errors.StacklError]] = {
     "policy_error": errors.PolicyError,
     "idempotency_key_reused": errors.IdempotencyKeyReused,
     "unavailable": errors.Unavailable,
+    "rate_limited": errors.RateLimited,
     "internal": errors.StacklError,
 }
 
@@ -56,6 +57,7 @@ CLASSES_BY_STATUS: dict[int, type[errors.StacklError]] = {
     413: errors.PayloadTooLarge,
     415: errors.UnsupportedMediaType,
     422: errors.InvalidInput,
+    429: errors.RateLimited,
     503: errors.Unavailable,
 }
 
@@ -69,6 +71,7 @@ _EXTRA_DEFAULTS: dict[str, Any] = {
     "task_id": "",
     "task_kind": "",
     "reason": "",
+    "retry_after_s": 1.0,
 }
 _EXTRAS_OF_CLASS: dict[type[errors.StacklError], tuple[str, ...]] = {
     errors.Referenced: ("referrers",),
@@ -76,6 +79,7 @@ _EXTRAS_OF_CLASS: dict[type[errors.StacklError], tuple[str, ...]] = {
     errors.PlacementFailed: ("explanation",),
     errors.Forbidden: ("reasons",),
     errors.InstanceBusy: ("task_id", "task_kind"),
+    errors.RateLimited: ("retry_after_s",),
 }
 
 

@@ -94,11 +94,12 @@ class OpaPolicyEngine(PolicyEngine):
     Args:
         max_workers: threads that run policies (each with its own OPA engines).
         cache_size: engines kept per thread (least recently used are closed).
+        name: prefix of the thread names (an engine per purpose: ``stackl-opa``, ``stackl-opa-authz``).
     """
 
-    def __init__(self, *, max_workers: int = 4, cache_size: int = 64) -> None:
+    def __init__(self, *, max_workers: int = 4, cache_size: int = 64, name: str = "stackl-opa") -> None:
         self._cache_size = cache_size
-        self._runner = BoundedRunner(max_workers, "stackl-opa")
+        self._runner = BoundedRunner(max_workers, name)
         self._local = threading.local()
         self.compilations = 0  # engines compiled so far
         self._lock = threading.Lock()

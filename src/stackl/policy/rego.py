@@ -72,11 +72,12 @@ class RegoPolicyEngine(PolicyEngine):
     Args:
         max_workers: threads that run policies (each with its own interpreter).
         cache_size: compiled policy revisions kept (least recently used are dropped).
+        name: prefix of the thread names (an engine per purpose: ``stackl-rego``, ``stackl-rego-authz``).
     """
 
-    def __init__(self, *, max_workers: int = 4, cache_size: int = 256) -> None:
+    def __init__(self, *, max_workers: int = 4, cache_size: int = 256, name: str = "stackl-rego") -> None:
         self._cache_size = cache_size
-        self._runner_pool = BoundedRunner(max_workers, "stackl-rego")
+        self._runner_pool = BoundedRunner(max_workers, name)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int, str], _Compiled] = OrderedDict()

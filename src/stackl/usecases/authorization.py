@@ -1,8 +1,10 @@
 """Authorization: every request is decided by the Rego rule ``allow`` of the ``authorization`` policy.
 
 The policy is the shipped default (``policy/defaults/authorization.rego``: roles → actions, spec/api.md §B.8)
-unless a policy template named ``authorization`` exists, which then replaces it, through the same policy
-engine as placement. An optional set rule ``reasons`` becomes the 403's ``reasons``.
+unless a policy template named ``authorization`` exists, which then replaces it. It runs on the authorization
+engine (``Ports.authz_engine``): the same kind of engine as placement, but with threads of its own, so
+decisions never queue behind users' policy evaluations or placements, however long those overrun. An optional
+set rule ``reasons`` becomes the 403's ``reasons``.
 
 Instance operations carry ``environments``: the environments of the targets the instance occupies, and for
 create and update also those it will occupy (the placement of a plan of the request). Only a user policy can
@@ -90,7 +92,7 @@ async def authorize(ports: Ports, requests: Sequence[AccessRequest], *, policy: 
     if policy is None:
         policy, _ = await current_policy(ports)
     inputs = [auth.policy_input(r) for r in pending]
-    answers = await asyncio.to_thread(_decide_all, ports.policies, policy, inputs, ports.policy_timeout_s)
+    answers = await asyncio.to_thread(_decide_all, ports.authz_engine, policy, inputs, ports.policy_timeout_s)
     for request, (allowed, reasons) in zip(pending, answers, strict=True):
         if not allowed:
             what = f"{request.resource.type} {request.resource.name}".strip()

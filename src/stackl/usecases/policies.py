@@ -3,10 +3,13 @@
 A policy template is compiled when it is written (a syntax error is a 422 with line and column, not a failure
 at the first deployment), and any policy, stored or pasted, can be evaluated against an input — the
 ``POST /policies/evaluate`` that STACKL 0.5 promised. The engine is CPU-bound and synchronous, so calls run in a
-worker thread and never block the event loop.
+worker thread and never block the event loop. Evaluations take any viewer's Rego, so they are rate-limited per
+caller (``admit_evaluation``) and run on ``Ports.evaluation_engine``: in a server, worker processes that are
+killed when a call overruns its time or memory limit.
 """
 
 import asyncio
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,6 +84,24 @@ async def load_template(ports: Ports, name: str, revision: int | None = None) ->
     )
 
 
+def admit_evaluation(ports: Ports, caller: str) -> None:
+    """Take one of ``caller``'s evaluation tokens (``Ports.evaluation_limits``), before anything is read.
+
+    Raises:
+        RateLimited: the caller has used its burst and must wait ``retry_after_s``.
+    """
+    limits = ports.evaluation_limits
+    if limits is None:
+        return
+    wait_s = limits.take(caller, now=ports.clock.monotonic())
+    if wait_s > 0:
+        raise errors.RateLimited(
+            f"too many policy evaluations by {caller}: at most {limits.burst} at once and "
+            f"{limits.per_minute:g} a minute; try again in {math.ceil(wait_s)} s",
+            retry_after_s=round(wait_s, 3),
+        )
+
+
 def _invalid(field: str, msg: str) -> errors.InvalidDocument:
     return errors.InvalidDocument(
         f"{field}: {msg}", errors=[{"loc": ["body", field], "msg": msg, "type": "value_error"}]
@@ -140,7 +161,7 @@ async def evaluate(ports: Ports, request: Mapping[str, Any]) -> Evaluation:
             )
         policy = Policy(name=match.group(1), revision=0, source=source)
         template_revision = None
-    engine, timeout_s = ports.policies, ports.policy_timeout_s
+    engine, timeout_s = ports.evaluation_engine, ports.policy_timeout_s  # killable processes in production
     if rule is not None:
         decision = await asyncio.to_thread(
             engine.evaluate, policy, rule, input_doc, data=data, timeout_s=timeout_s

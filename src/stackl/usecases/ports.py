@@ -14,6 +14,7 @@ from stackl.datastore.base import DocumentStore
 from stackl.datastore.encryption import SecretBox
 from stackl.datastore.tokens import InMemoryTokenStore, TokenStore
 from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.rate_limits import TokenBuckets
 from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
 
 
@@ -21,8 +22,14 @@ from stackl.policy.base import DEFAULT_TIMEOUT_S, PolicyEngine
 class Ports:
     """Open adapters, in one object every use case receives.
 
-    The document store, the task queue, the policy engine, the agent registry, the clock, the API tokens, the
+    The document store, the task queue, the policy engines, the agent registry, the clock, the API tokens, the
     audit log and the secret box (None: nothing is encrypted, as in the in-memory fakes).
+
+    ``policies`` runs placement policies and template checks. ``authz_policies`` runs the authorization policy
+    on threads of its own (bootstrap builds a second engine), so no user evaluation or placement can make a
+    request wait for its access decision. ``evaluation_policies`` runs what users paste into
+    ``POST /policies/evaluate`` in child processes that are killed when they overrun. None (the fakes of unit
+    tests) uses ``policies``.
     """
 
     store: DocumentStore
@@ -45,3 +52,18 @@ class Ports:
     secret_box: SecretBox | None = None  # encrypts secret values at rest (job payloads, for the broker)
     # Told how each placement went ("placed", "infeasible" or "error") and how long it took (/metrics).
     placement_observer: Callable[[str, float], None] | None = None
+    authz_policies: PolicyEngine | None = None  # the authorization policy's own engine (None: ``policies``)
+    # users' ad-hoc evaluations (POST /policies/evaluate): killable processes in production (None: ``policies``)
+    evaluation_policies: PolicyEngine | None = None
+    # POST /policies/evaluate calls per subject (policy.evaluations_per_minute, burst); None: unlimited.
+    evaluation_limits: TokenBuckets | None = None
+
+    @property
+    def evaluation_engine(self) -> PolicyEngine:
+        """The engine that runs users' ad-hoc evaluations: its own, else the shared one."""
+        return self.evaluation_policies if self.evaluation_policies is not None else self.policies
+
+    @property
+    def authz_engine(self) -> PolicyEngine:
+        """The engine that decides access: its own, else the shared one."""
+        return self.authz_policies if self.authz_policies is not None else self.policies

@@ -32,6 +32,7 @@ from stackl.cli import context, exits
         (422, "placement_failed", 3),
         (422, "policy_error", 3),
         (422, "idempotency_key_reused", 3),
+        (429, "rate_limited", 7),
         (503, "unavailable", 7),
         (500, "internal", 1),
         (418, "brand_new_code", 1),

@@ -41,6 +41,7 @@ def body(code: str, status: int, detail: str = "it failed", **extra: Any) -> byt
         ("placement_failed", 422, errors.PlacementFailed),
         ("policy_error", 422, errors.PolicyError),
         ("idempotency_key_reused", 422, errors.IdempotencyKeyReused),
+        ("rate_limited", 429, errors.RateLimited),
         ("unavailable", 503, errors.Unavailable),
         ("internal", 500, errors.StacklError),
     ],
@@ -164,3 +165,13 @@ def test_invalid_json_with_json_content_type_is_handled_as_text() -> None:
     exc = problems.from_response(404, b"{not json", "application/json")
     assert isinstance(exc, errors.NotFound)
     assert exc.message == "HTTP 404 Not Found: {not json"
+
+
+def test_rate_limited_keeps_its_retry_after() -> None:
+    problem = {"code": "rate_limited", "status": 429, "detail": "slow down", "retry_after_s": 7.5}
+    exc = problems.from_response(429, json.dumps(problem).encode(), "application/problem+json")
+    assert isinstance(exc, errors.RateLimited)
+    assert exc.retry_after_s == 7.5
+    bare = problems.from_response(429, b"", "text/plain")
+    assert isinstance(bare, errors.RateLimited)
+    assert bare.retry_after_s == 1.0

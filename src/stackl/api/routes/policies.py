@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from stackl import errors
 from stackl.api import bodies
-from stackl.api.deps import PortsDep, SettingsDep
+from stackl.api.deps import CallerDep, PortsDep, SettingsDep
 from stackl.api.responses import respond
 from stackl.usecases import policies as policy_cases
 
@@ -42,9 +42,20 @@ EVALUATE_BODY: dict[str, Any] = {
 }
 
 
-@router.post("/evaluate", openapi_extra=EVALUATE_BODY)
-async def evaluate_policy(request: Request, ports: PortsDep, settings: SettingsDep) -> Response:
-    """Evaluate a rule or query of a policy (pasted or stored) against an input."""
+@router.post(
+    "/evaluate",
+    openapi_extra=EVALUATE_BODY,
+    responses={429: {"description": "too many evaluations by this caller; see Retry-After"}},
+)
+async def evaluate_policy(
+    request: Request, ports: PortsDep, settings: SettingsDep, caller: CallerDep
+) -> Response:
+    """Evaluate a rule or query of a policy (pasted or stored) against an input.
+
+    Each subject may make ``STACKL_POLICY__EVALUATION_BURST`` calls at once and
+    ``STACKL_POLICY__EVALUATIONS_PER_MINUTE`` a minute; beyond, 429 with ``Retry-After``.
+    """
+    policy_cases.admit_evaluation(ports, caller.name)  # before the body is read: a refusal costs nothing
     body = await bodies.read_document(request, limit=settings.server.max_body_bytes)
     if not isinstance(body, dict):
         raise errors.InvalidDocument(
