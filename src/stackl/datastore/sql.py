@@ -315,14 +315,15 @@ class SqlTransaction(Transaction):
                 for row in (await self._execute(query.order_by(_PROGRESS.seq))).all():
                     rows.setdefault(row.name, []).append(_progress_row(row))
                 for name, found in rows.items():
-                    self._apply((doc_type, name), found)
+                    self._apply((doc_type, name), found, fresh=True)
 
-    def _apply(self, key: Key, rows: Sequence[ProgressRow]) -> None:
+    def _apply(self, key: Key, rows: Sequence[ProgressRow], *, fresh: bool = False) -> None:
+        """Apply rows to the remembered document; ``fresh``: its body was just parsed, no caller holds it."""
         seen = self._seen[key]
         if seen is None or seen.document is None:  # pragma: no cover - callers pass live keys only
             return
         document = seen.document
-        body = copy.deepcopy(document.body)
+        body = document.body if fresh else copy.deepcopy(document.body)
         applied = apply_progress(body, rows, document.revision)
         document = dataclasses.replace(document, body=body, progress_seq=applied)
         read = max(seen.progress_read, *(row.seq for row in rows))

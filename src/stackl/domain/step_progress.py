@@ -51,40 +51,59 @@ def progress_key(step_key: tuple[str, int, str]) -> str:
     return f"{alias}/{replica}/{fr}"
 
 
-def apply_entry(body: dict[str, Any], key: str, entry: Mapping[str, Any]) -> None:
-    """Apply one progress entry to an instance body, in place.
+def index_entries(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The body's status entries by progress key (the entries themselves, not copies)."""
+    return {progress_key(entry_key(e)): e for e in body.get("status") or []}
+
+
+def apply_entry(
+    body: dict[str, Any], key: str, entry: Mapping[str, Any], index: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Apply one progress entry to an instance body, in place; ``index`` (``index_entries``) is kept current.
 
     Raises:
         InvalidInput: the entry's outputs hold an invalid ``stackl_hosts`` (``merge_outputs``); the task
             runner applies each entry to its own copy before storing it, so a stored entry never raises.
     """
-    status: list[dict[str, Any]] = body.get("status") or []
-    found = next((e for e in status if progress_key(entry_key(e)) == key), None)
+    entries = index if index is not None else index_entries(body)
+    if _apply(body, entries, key, entry):
+        body["status"] = [e for e in body.get("status") or [] if progress_key(entry_key(e)) != key]
+
+
+def _apply(
+    body: dict[str, Any], index: dict[str, dict[str, Any]], key: str, entry: Mapping[str, Any]
+) -> bool:
+    """Apply ``entry`` with ``index``; True when the step's status entry must leave the status list."""
     if entry.get("removed"):
-        if found is not None:
-            body["status"] = [e for e in status if e is not found]
         if entry.get("step_id") is not None:
             (body.get("steps") or {}).pop(str(entry["step_id"]), None)
-        return
+        return index.pop(key, None) is not None
+    found = index.get(key)
     if found is not None:
         found.update(entry.get("status") or {})
         if entry.get("record") is not None and entry.get("step_id") is not None:
             body.setdefault("steps", {})[str(entry["step_id"])] = dict(entry["record"])
     outputs = entry.get("outputs")
     if outputs:
-        index = entry.get("index")
-        merge_outputs(body, str(entry["alias"]), None if index is None else int(index), outputs)
+        index_ = entry.get("index")
+        merge_outputs(body, str(entry["alias"]), None if index_ is None else int(index_), outputs)
+    return False
 
 
 def apply_progress(body: dict[str, Any], rows: Iterable[ProgressRow], revision: int) -> int:
-    """Apply the rows written against ``revision`` to ``body`` in ``seq`` order; the highest ``seq`` seen.
+    """Apply the rows written against ``revision`` to ``body`` in ``seq`` order; the highest ``seq`` applied.
 
-    The highest ``seq`` counts every row given, applied or not: a write based on this read holds what applied
-    and drops all of them (a row that did not apply never will).
+    0 when none applied. (A write based on this read deletes every row it read, applied or not: a row of an
+    older revision never will apply.) Linear in the rows plus the body's status entries.
     """
+    index = index_entries(body)
+    removed: set[str] = set()
     highest = 0
     for row in sorted(rows, key=lambda r: r.seq):
-        highest = max(highest, row.seq)
         if row.revision == revision:
-            apply_entry(body, row.key, row.entry)
+            if _apply(body, index, row.key, row.entry):
+                removed.add(row.key)
+            highest = row.seq
+    if removed:
+        body["status"] = [e for e in body.get("status") or [] if progress_key(entry_key(e)) not in removed]
     return highest

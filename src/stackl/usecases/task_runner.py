@@ -47,8 +47,8 @@ from stackl.domain.clock import rfc3339
 from stackl.domain.ids import ulid
 from stackl.domain.jobs import JobPayload
 from stackl.domain.outputs import merge_outputs, refresh_parameters
-from stackl.domain.step_progress import apply_entry, progress_key
-from stackl.domain.step_status import cut_error, entry_key, find_entry, step_key
+from stackl.domain.step_progress import apply_entry, index_entries, progress_key
+from stackl.domain.step_status import cut_error, entry_key, step_key
 from stackl.usecases import documents as document_cases
 from stackl.usecases import task_queries
 from stackl.usecases.agents import JOB_KIND, queue_of
@@ -101,6 +101,8 @@ class TaskRun:
     remove_document: bool = False  # the last transaction deletes the instance (a delete, an undone create)
     record: dict[str, Any] | None = None  # the steps as the main phase left them, kept while rolling back
     _cached: StoredDocument | None = None  # the instance as this activation last read or wrote it
+    _index: dict[str, dict[str, Any]] = field(default_factory=dict)  # its status entries by progress key
+    _indexed: Any = None  # the body ``_index`` was built from
 
     @property
     def task_id(self) -> str:
@@ -184,11 +186,18 @@ class TaskRun:
             return int(seq)
 
         seq = await self._fenced(work)
-        apply_entry(cached.body, key, entry)
+        apply_entry(cached.body, key, entry, self._index if self._indexed is cached.body else None)
         self._cached = dataclasses.replace(cached, progress_seq=seq)
 
+    def _entry(self, stored: StoredDocument, key: tuple[str, int, str]) -> dict[str, Any] | None:
+        """A copy of a step's status entry in ``stored``, through an index: the replay finds each step in O(1)."""
+        if self._indexed is not stored.body:
+            self._index, self._indexed = index_entries(stored.body), stored.body
+        found = self._index.get(progress_key(key))
+        return dict(found) if found is not None else None
+
     async def _mark(self, step: Mapping[str, Any], status: str, message: str) -> None:
-        entry = find_entry((await self._read()).body, step_key(step))
+        entry = self._entry(await self._read(), step_key(step))
         if entry is None or (entry.get("status") == status and entry.get("error_message") == message):
             return
         fields = {"status": status, "error_message": cut_error(message), "task_id": self.task_id}
@@ -197,7 +206,7 @@ class TaskRun:
         await self._progress(step, {"status": fields})
 
     async def _remove(self, step: Mapping[str, Any]) -> None:
-        if find_entry((await self._read()).body, step_key(step)) is None:
+        if self._entry(await self._read(), step_key(step)) is None:
             return
         await self._progress(step, {"removed": True, "step_id": str(step["id"])})
 
@@ -238,7 +247,7 @@ class TaskRun:
 
     async def _skip(self, step: Mapping[str, Any], reason: str) -> None:
         stored = await self._read()
-        entry = find_entry(stored.body, step_key(step))
+        entry = self._entry(stored, step_key(step))
         if entry is None or (entry.get("status") != "in_progress"):
             return  # removed (a READY delete) or already final
         await self._mark(step, "SKIPPED", reason)
@@ -296,7 +305,7 @@ class TaskRun:
         """Run one step to its end; True when it is READY, skipped by policy or removed."""
         key = step_key(step)
         stored = await self._read()
-        entry = find_entry(stored.body, key)
+        entry = self._entry(stored, key)
         if step["action"] == "delete" and entry is None:
             return True  # deleted by an earlier run of this task
         if (
@@ -455,7 +464,7 @@ class TaskRun:
                 "job_id": item.id,
             },
         }
-        current = find_entry((await self._read()).body, key)
+        current = self._entry(await self._read(), key)
         if ready and current is not None:
             entry["step_id"] = str(step["id"])
             entry["record"] = {"outputs": dict(outputs or {}), "input_hash": current.get("input_hash")}
