@@ -109,10 +109,10 @@ def run(services: int) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 and 100 services")
+    parser.add_argument("--quick", action="store_true", help="10 and 40 services")
     parser.add_argument("--sizes", default="10,1000", help="instance sizes, the first one is the baseline")
     args = parser.parse_args(argv)
-    sizes = [10, 100] if args.quick else [int(s) for s in args.sizes.split(",")]
+    sizes = [10, 40] if args.quick else [int(s) for s in args.sizes.split(",")]
     header(f"instance size: one deployment of N services x 1 FR on SQLite, mock agent; N = {sizes}")
     base = run(sizes[0])
     rows: list[Sequence[object]] = []

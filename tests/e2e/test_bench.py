@@ -62,3 +62,15 @@ def test_concurrency_bench_quick_runs_and_prints_ratios() -> None:
     if os.environ.get("PGHOST"):
         assert "postgresql: 20 x 2 s" in out, out
     assert "ratio to D" in out
+
+
+def test_instance_size_bench_quick_runs_and_prints_figures_and_ratios() -> None:
+    out = run_bench("instance_size")
+    rows = [
+        re.split(r"\s{2,}", line) for line in out.splitlines() if line.endswith("x") and "services" in line
+    ]
+    assert [row[0] for row in rows] == ["10 services", "40 services"], out
+    for row in rows:
+        assert row[1].endswith("steps/s")
+        assert row[3] == "2", out  # the request's revision and the outcome's, whatever the size
+        assert re.fullmatch(r"\d+\.\dx", row[4]), out

@@ -153,6 +153,14 @@ class Transaction(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def version(self, *, doc_type: str, name: str) -> tuple[int, int] | None:
+        """The document's (revision, highest progress ``seq`` stored or 0), without its body; None if absent.
+
+        Equal versions mean equal ``get`` results: a reader that kept a copy (the task runner, between two
+        activations) checks it with two index lookups.
+        """
+
+    @abc.abstractmethod
     async def progress(self, *, doc_type: str, name: str) -> builtins.list[ProgressRow]:
         """The stored progress rows of a document, by ``seq`` (those of an older revision included)."""
 

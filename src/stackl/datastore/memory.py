@@ -196,6 +196,12 @@ class MemoryTransaction(Transaction):
         return Page(items=items)
 
     # ``builtins.list`` below: in this class body, ``list`` names the method above.
+    async def version(self, *, doc_type: str, name: str) -> tuple[int, int] | None:
+        row = self._row((doc_type, name))
+        if row is None or row.body is None:
+            return None
+        return row.revision, max((r.seq for r in self._progress_rows((doc_type, name)).values()), default=0)
+
     async def progress(self, *, doc_type: str, name: str) -> builtins.list[ProgressRow]:
         return sorted(self._progress_rows((doc_type, name)).values(), key=lambda r: r.seq)
 

@@ -108,6 +108,14 @@ _LOCK_REVISION = (
     .where(documents.c.type == _T, documents.c.name == _N)
     .with_for_update()
 )
+_SELECT_VERSION = sa.select(
+    documents.c.revision,
+    documents.c.deleted,
+    sa.select(sa.func.max(_PROGRESS.seq))
+    .where(_PROGRESS.type == documents.c.type, _PROGRESS.name == documents.c.name)
+    .scalar_subquery()
+    .label("progress"),
+).where(documents.c.type == _T, documents.c.name == _N)
 _DELETE_STEP_PROGRESS = step_progress.delete().where(
     _PROGRESS.type == _T, _PROGRESS.name == _N, _PROGRESS.key == sa.bindparam("key_step")
 )
@@ -392,6 +400,12 @@ class SqlTransaction(Transaction):
         return Page(items=items)
 
     # ``builtins.list``: in this class body, ``list`` names the method above.
+    async def version(self, *, doc_type: str, name: str) -> tuple[int, int] | None:
+        row = (await self._execute(_SELECT_VERSION, _key((doc_type, name)))).first()
+        if row is None or row.deleted:
+            return None
+        return int(row.revision), int(row.progress or 0)
+
     async def progress(self, *, doc_type: str, name: str) -> builtins.list[ProgressRow]:
         rows = await self._execute(_SELECT_PROGRESS, _key((doc_type, name)))
         return [_progress_row(row) for row in rows]

@@ -12,6 +12,9 @@ beside the instance (``tx.put_progress``, ``domain/step_progress.py``) that read
 its cost does not grow with the instance. The task's end writes one revision with the final statuses (its
 read applied the rows, so the revision holds them and they are deleted). Structural changes while the task
 runs (the rollback marker, ``revision_before`` restored, removed replicas) are revisions, as task outcomes.
+Between two activations a process keeps the instance as its last activation left it (``_kept``), and the next
+one reuses it when the store's ``version`` (revision, highest progress seq) still matches: an activation then
+costs two index lookups instead of reading and decoding the whole instance.
 
 Event-driven: a task never waits for a job while holding a worker. Each *activation* (a worker's claim of the
 task) replays the plan from the start against the durable state: steps this task already finished are read
@@ -30,6 +33,8 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,6 +66,21 @@ log = structlog.get_logger(__name__)
 SI = "stack_instance"
 TIMED_OUT = "not run: task timed out"
 CANCELLED = "not run: task cancelled"
+
+
+KEPT = (
+    8  # instances a process keeps between the activations of their tasks, per store (least recently used go)
+)
+_kept: "weakref.WeakKeyDictionary[object, OrderedDict[str, StoredDocument]]" = weakref.WeakKeyDictionary()
+
+
+def _keep(store: object, stored: StoredDocument) -> None:
+    """Keep the instance as this process last read or wrote it, for the task's next activation."""
+    kept = _kept.setdefault(store, OrderedDict())
+    kept[stored.name] = stored
+    kept.move_to_end(stored.name)
+    while len(kept) > KEPT:
+        kept.popitem(last=False)
 
 
 class TaskStopped(Exception):
@@ -122,6 +142,7 @@ class TaskRun:
         cached = self._cached
         if cached is None or (stored.revision, stored.progress_seq) > (cached.revision, cached.progress_seq):
             self._cached = stored
+            _keep(self.ports.store, stored)
 
     async def _update(self, change: Any, *, subject: str = "worker", extra: ItemSpec | None = None) -> None:
         """Read the instance, apply ``change(body)`` (which may return False to write nothing), write it."""
@@ -154,12 +175,18 @@ class TaskRun:
         """The instance: read once per activation, then as this task wrote it.
 
         The task is the only writer of statuses; ``POST /outputs`` changes none, and is read at the next
-        activation.
+        activation (its revision changes the version, so the kept copy is not reused).
         """
         if self._cached is not None:
             return self._cached
+        kept_here = _kept.get(self.ports.store)
+        kept = kept_here.get(self.name) if kept_here is not None else None
         async with self.ports.store.transaction(readonly=True) as tx:
-            stored = await tx.get(doc_type=SI, name=self.name)
+            version = await tx.version(doc_type=SI, name=self.name) if kept is not None else None
+            if kept is not None and version == (kept.revision, kept.progress_seq):
+                stored: StoredDocument | None = kept  # unchanged since this process last had it
+            else:
+                stored = await tx.get(doc_type=SI, name=self.name)
         if stored is None:
             raise errors.InstanceNotFound(f"Stack instance {self.name} not found")
         self._remember(stored)
@@ -188,6 +215,7 @@ class TaskRun:
         seq = await self._fenced(work)
         apply_entry(cached.body, key, entry, self._index if self._indexed is cached.body else None)
         self._cached = dataclasses.replace(cached, progress_seq=seq)
+        _keep(self.ports.store, self._cached)
 
     def _entry(self, stored: StoredDocument, key: tuple[str, int, str]) -> dict[str, Any] | None:
         """A copy of a step's status entry in ``stored``, through an index: the replay finds each step in O(1)."""
@@ -664,6 +692,8 @@ class TaskRun:
         elif failed:
             result["status"] = "failed"
         await self._end(result)
+        if (kept := _kept.get(self.ports.store)) is not None:
+            kept.pop(self.name, None)  # its outcome revision makes the copy stale
         log.info("task_finished", task_id=self.task_id, kind=self.action, status=result["status"])
 
     async def _end(self, result: dict[str, Any]) -> None:

@@ -214,3 +214,27 @@ async def test_readonly_transactions_refuse_progress(store: DocumentStore) -> No
     async with store.transaction(readonly=True) as tx:
         with pytest.raises(RuntimeError, match="read-only"):
             await tx.put_progress(doc_type=SI, name="si", key="web/0/fr", entry={})
+
+
+async def test_version_follows_revisions_and_progress(store: DocumentStore) -> None:
+    async with store.transaction(readonly=True) as tx:
+        assert await tx.version(doc_type=SI, name="si") is None
+    await put(store, instance())
+    async with store.transaction(readonly=True) as tx:
+        assert await tx.version(doc_type=SI, name="si") == (1, 0)
+    seq = await progress(store, "web/0/fr", {"status": {"status": "READY"}})
+    async with store.transaction(readonly=True) as tx:
+        assert await tx.version(doc_type=SI, name="si") == (1, seq)
+        got = await tx.get(doc_type=SI, name="si")
+    assert got is not None
+    assert (got.revision, got.progress_seq) == (1, seq)  # equal versions, equal reads
+    async with store.transaction() as tx:
+        current = await tx.get(doc_type=SI, name="si")
+        assert current is not None
+        await tx.put(doc_type=SI, name="si", body=current.body, subject="worker")
+    async with store.transaction(readonly=True) as tx:
+        assert await tx.version(doc_type=SI, name="si") == (2, 0)
+    async with store.transaction() as tx:
+        await tx.delete(doc_type=SI, name="si", subject="alice")
+    async with store.transaction(readonly=True) as tx:
+        assert await tx.version(doc_type=SI, name="si") is None

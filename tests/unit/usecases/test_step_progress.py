@@ -15,7 +15,14 @@ from tests.unit.usecases.test_instances import make_ports
 
 from stackl.domain import step_progress
 from stackl.usecases import documents as document_cases
-from stackl.usecases import events, instance_create, instance_delete, operations, task_queries
+from stackl.usecases import (
+    events,
+    instance_create,
+    instance_delete,
+    instance_outputs,
+    operations,
+    task_queries,
+)
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE, TaskLease
 
@@ -197,3 +204,26 @@ async def test_a_delete_removes_the_document_and_its_progress() -> None:
     assert [action for _, action in await revisions(ports)] == ["create", "status", "status", "delete"]
     stored, rows = await current(ports)
     assert (stored, rows) == (None, [])
+
+
+@pytest.mark.asyncio
+async def test_outputs_posted_between_activations_reach_the_next_job() -> None:
+    """The copy a process keeps between activations is not reused once another writer made a revision."""
+    ports = make_ports()
+    await document_cases.apply_many(ports, documents(2), subject="test")
+    await instance_create.create(ports, request(), subject="alice", source={})
+    await activate(ports)  # s0/vm dispatched; the process keeps the instance
+    stored, _ = await current(ports)
+    target = stored.body["services"]["s1"][0]["infrastructure_target"]
+    posted = {
+        "stack_instance": "big",
+        "service": "s1",
+        "infrastructure_target": target,
+        "outputs": {"dns": "x"},
+    }
+    await instance_outputs.add_outputs(ports, posted, subject="alice")
+    await answer_jobs(ports)
+    await activate(ports)  # s0/vm READY, s0/app dispatched with the posted outputs
+    [job] = await ports.broker.claim(queues=[AGENT_QUEUE], owner="agent-1", lease_s=60)
+    assert job.payload["functional_requirement"] == "app"
+    assert job.payload["provisioning_parameters"]["dns"] == "x"
