@@ -68,9 +68,8 @@ TIMED_OUT = "not run: task timed out"
 CANCELLED = "not run: task cancelled"
 
 
-KEPT = (
-    8  # instances a process keeps between the activations of their tasks, per store (least recently used go)
-)
+# Instances a process keeps between the activations of their tasks, per store (the least recently used go).
+KEPT = 8
 _kept: "weakref.WeakKeyDictionary[object, OrderedDict[str, StoredDocument]]" = weakref.WeakKeyDictionary()
 
 
@@ -203,11 +202,18 @@ class TaskRun:
         cached = await self._read()
         key, name = progress_key(step_key(step)), self.name
         entry = {"task_id": self.task_id, **entry}
+        current = self._entry(cached, step_key(step))
+        if "status" in entry and current is not None:
+            # One row per step, replaced by its next change: the row holds the step's whole status entry.
+            entry["status"] = {**current, **entry["status"]}
         if entry.get("outputs"):  # refused before anything is stored: an invalid row would break every read
             merge_outputs({"services": {"x": [{}]}}, "x", 0, entry["outputs"])
 
         async def work(tx: Transaction) -> int:
-            seq = await tx.put_progress(doc_type=SI, name=name, key=key, entry=entry)
+            try:
+                seq = await tx.put_progress(doc_type=SI, name=name, key=key, entry=entry)
+            except errors.DocumentNotFound:
+                raise errors.InstanceNotFound(f"Stack instance {name} not found") from None
             if extra is not None:
                 await self.ports.broker.enqueue(extra, tx=tx)
             return int(seq)

@@ -116,6 +116,12 @@ async def test_a_deployment_writes_two_revisions_whatever_its_size(services: int
     assert rows == []  # the outcome holds them
     assert {entry["status"] for entry in stored.body["status"]} == {"READY"}
     assert all(entry["task_id"] == started.task_id for entry in stored.body["status"])
+    # What each change recorded survives the next change of the same step (one row per step).
+    assert all(
+        e["job_id"] and e["input_hash"] and e["started_at"] and e["finished_at"]
+        for e in stored.body["status"]
+    )
+    assert all(record["input_hash"] for record in stored.body["steps"].values())
     # The outputs reached the instance and, refreshed at the end, every replica's displayed parameters.
     replica = stored.body["services"][f"s{services - 1}"][0]
     assert replica["outputs"] == {"ip": "10.0.0.0"}
