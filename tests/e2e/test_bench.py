@@ -72,5 +72,5 @@ def test_instance_size_bench_quick_runs_and_prints_figures_and_ratios() -> None:
     assert [row[0] for row in rows] == ["10 services", "40 services"], out
     for row in rows:
         assert row[1].endswith("steps/s")
-        assert row[3] == "2", out  # the request's revision and the outcome's, whatever the size
-        assert re.fullmatch(r"\d+\.\dx", row[4]), out
+        assert row[4] == "2", out  # the request's revision and the outcome's, whatever the size
+        assert re.fullmatch(r"\d+\.\dx", row[5]), out
