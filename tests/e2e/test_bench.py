@@ -85,3 +85,15 @@ def test_cli_bench_quick_runs_and_prints_ratios() -> None:
         "stackl get sat",
     }, out
     assert all(re.search(r"\d+\.\dx$", line) for line in rows.values()), out
+
+
+def test_instance_size_bench_quick_runs_and_prints_figures_and_ratios() -> None:
+    out = run_bench("instance_size")
+    rows = [
+        re.split(r"\s{2,}", line) for line in out.splitlines() if line.endswith("x") and "services" in line
+    ]
+    assert [row[0] for row in rows] == ["10 services", "40 services"], out
+    for row in rows:
+        assert row[1].endswith("steps/s")
+        assert row[4] == "2", out  # the request's revision and the outcome's, whatever the size
+        assert re.fullmatch(r"\d+\.\dx", row[5]), out

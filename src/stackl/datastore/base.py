@@ -9,6 +9,13 @@ Concurrency: every write is conditional on the revision the transaction read. A 
 (``if_revision``, from ``If-Match``) that does not hold raises ``PreconditionFailed``; losing a race to a
 concurrent writer raises ``RevisionConflict``, after which the caller retries its whole transaction.
 
+Step progress (``domain/step_progress.py``): ``put_progress`` stores what a running task changes in one step
+of a stack instance as a small row beside the document, with no revision. Reads (``get``, ``get_many``,
+``list``) return the body with the live rows applied (``StoredDocument.progress_seq`` the highest applied);
+``history`` and ``revision`` return the stored revisions as they are. The next ``put`` of the document holds
+what its read applied, so it deletes those rows in the same transaction (a body equal to the current one is
+then still a new revision, when rows were applied); ``delete`` deletes all of them.
+
 References: each write records the documents the body refers to (``references``), so ``referrers`` answers
 "who points at me" with an index lookup instead of scanning every body.
 
@@ -23,6 +30,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
+
+from stackl.domain.step_progress import ProgressRow
 
 # The records live in the domain (the API reads them without importing the datastore); ``X as X`` re-exports
 # them here, so the adapters and use cases that import them from this port keep working.
@@ -130,6 +139,30 @@ class Transaction(abc.ABC):
             PreconditionFailed: ``if_revision`` is not the current revision.
             RevisionConflict: a concurrent transaction wrote this document first.
         """
+
+    @abc.abstractmethod
+    async def put_progress(self, *, doc_type: str, name: str, key: str, entry: dict[str, Any]) -> int:
+        """Store a step's progress entry (replacing that step's earlier one) and return its ``seq``.
+
+        The row is written against the document's current revision, which it does not change; reads apply it
+        until the next ``put`` of the document holds it. In a write transaction the document is held as by
+        ``get``, without reading its body: the cost does not grow with the document.
+
+        Raises:
+            DocumentNotFound: the document does not exist (or is deleted).
+        """
+
+    @abc.abstractmethod
+    async def version(self, *, doc_type: str, name: str) -> tuple[int, int] | None:
+        """The document's (revision, highest progress ``seq`` stored or 0), without its body; None if absent.
+
+        Equal versions mean equal ``get`` results: a reader that kept a copy (the task runner, between two
+        activations) checks it with two index lookups.
+        """
+
+    @abc.abstractmethod
+    async def progress(self, *, doc_type: str, name: str) -> builtins.list[ProgressRow]:
+        """The stored progress rows of a document, by ``seq`` (those of an older revision included)."""
 
     # ``builtins.list``: in this class body, ``list`` names the method above, not the type.
     @abc.abstractmethod

@@ -7,6 +7,9 @@ raises leaves nothing behind. Read-only transactions take no lock and read commi
 statement (PostgreSQL's default isolation). Because write transactions are serialised, this store never
 raises ``RevisionConflict``; the SQL adapter may, and callers retry either way.
 
+Step progress rows live beside the rows, per key; a write transaction copies the rows of a key it changes
+and replaces them at commit, like everything else it writes.
+
 Bodies are kept as canonical JSON text (``rules.dumps``), so each read returns a fresh copy that a caller
 may mutate, a body that is not JSON fails here as it would in SQL, and "unchanged" means the same text.
 """
@@ -37,6 +40,7 @@ from stackl.datastore.base import (
     WriteResult,
 )
 from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.step_progress import ProgressRow, apply_progress
 
 Key = tuple[str, str]
 
@@ -76,6 +80,8 @@ class _State:
     refs_from: dict[Key, tuple[Reference, ...]] = field(default_factory=dict)
     refs_to: dict[Key, set[tuple[str, str, str]]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    progress: dict[Key, dict[str, ProgressRow]] = field(default_factory=dict)  # by step key
+    progress_seq: int = 0  # the last seq given out
 
 
 class InMemoryDocumentStore(DocumentStore):
@@ -114,6 +120,9 @@ class MemoryTransaction(Transaction):
         self._entries: dict[Key, list[_Entry]] = {}
         self._refs: dict[Key, tuple[Reference, ...]] = {}
         self._counters: dict[str, int] = {}
+        self._progress: dict[Key, dict[str, ProgressRow]] = {}  # the keys whose rows this transaction changed
+        self._progress_seq = state.progress_seq
+        self._read_seq: dict[Key, int] = {}  # per key, the highest progress seq a read of it saw
         self._before_commit: list[Callable[[], None]] = []
         self._after_commit: list[Callable[[], None]] = []
 
@@ -139,9 +148,20 @@ class MemoryTransaction(Transaction):
     def _row(self, key: Key) -> _Row | None:
         return self._rows.get(key) or self._state.rows.get(key)
 
+    def _progress_rows(self, key: Key) -> dict[str, ProgressRow]:
+        return self._progress.get(key) or self._state.progress.get(key) or {}
+
     def _live(self, key: Key) -> StoredDocument | None:
         row = self._row(key)
-        return None if row is None or row.body is None else _document(key, row)
+        if row is None or row.body is None:
+            return None
+        document = _document(key, row)
+        rows = self._progress_rows(key).values()
+        if not rows:
+            return document
+        applied = apply_progress(document.body, rows, document.revision)
+        self._read_seq[key] = max(self._read_seq.get(key, 0), *(r.seq for r in rows))
+        return replace(document, progress_seq=applied)
 
     async def get(self, *, doc_type: str, name: str) -> StoredDocument | None:
         return self._live((doc_type, name))
@@ -176,6 +196,15 @@ class MemoryTransaction(Transaction):
         return Page(items=items)
 
     # ``builtins.list`` below: in this class body, ``list`` names the method above.
+    async def version(self, *, doc_type: str, name: str) -> tuple[int, int] | None:
+        row = self._row((doc_type, name))
+        if row is None or row.body is None:
+            return None
+        return row.revision, max((r.seq for r in self._progress_rows((doc_type, name)).values()), default=0)
+
+    async def progress(self, *, doc_type: str, name: str) -> builtins.list[ProgressRow]:
+        return sorted(self._progress_rows((doc_type, name)).values(), key=lambda r: r.seq)
+
     async def referrers(self, *, doc_type: str, name: str) -> builtins.list[Referrer]:
         target = (doc_type, name)
         found = {
@@ -237,6 +266,7 @@ class MemoryTransaction(Transaction):
         rules.check_writable(self._readonly)
         key = (doc_type, name)
         row = self._row(key)
+        live = self._live(key)  # the body as read, progress applied: what this write replaces
         current = row.revision if row is not None and row.body is not None else None
         rules.check_write(
             doc_type=doc_type,
@@ -247,8 +277,13 @@ class MemoryTransaction(Transaction):
             must_exist=must_exist,
         )
         text = rules.dumps(body)
-        if row is not None and row.body == text:
-            return WriteResult(action="unchanged", document=_document(key, row))
+        folded = self._read_seq.get(key, 0)  # the progress rows this write holds (its read applied them)
+        if live is not None and not folded and rules.dumps(live.body) == text:
+            return WriteResult(action="unchanged", document=live)
+        if folded:
+            rows = self._progress_rows(key)
+            self._progress[key] = {k: r for k, r in rows.items() if r.seq > folded}
+            del self._read_seq[key]
         now = rules.timestamp(self._clock)
         exists = current is not None
         if row is not None and row.body is not None:
@@ -292,7 +327,27 @@ class MemoryTransaction(Transaction):
         entry = _Entry(row.revision + 1, "delete", now, subject, None, task_id, None)
         self._entries.setdefault(key, []).append(entry)
         self._refs[key] = ()
+        if self._progress_rows(key):
+            self._progress[key] = {}
+        self._read_seq.pop(key, None)
         return row.revision + 1
+
+    async def put_progress(self, *, doc_type: str, name: str, key: str, entry: dict[str, Any]) -> int:
+        rules.check_writable(self._readonly)
+        doc_key = (doc_type, name)
+        row = self._row(doc_key)
+        if row is None or row.body is None:
+            raise errors.DocumentNotFound(doc_type, name)
+        self._progress_seq += 1
+        stored = ProgressRow(
+            key=key,
+            seq=self._progress_seq,
+            revision=row.revision,
+            time=rules.timestamp(self._clock),
+            entry=json.loads(rules.dumps(entry)),  # a copy, and JSON or an error, as in SQL
+        )
+        self._progress[doc_key] = {**self._progress_rows(doc_key), key: stored}
+        return stored.seq
 
     def commit(self) -> None:
         """Apply this transaction's writes to the committed state, atomically for the event loop."""
@@ -314,6 +369,12 @@ class MemoryTransaction(Transaction):
                 state.refs_to.setdefault((ref.to_type, ref.to_name), set()).add((key[0], key[1], ref.path))
         for name, value in self._counters.items():
             state.counters[name] = max(value, state.counters.get(name, value))
+        for key, progress in self._progress.items():
+            if progress:
+                state.progress[key] = progress
+            else:
+                state.progress.pop(key, None)
+        state.progress_seq = max(state.progress_seq, self._progress_seq)
         for apply in self._after_commit:
             apply()
 

@@ -10,6 +10,9 @@ Tables:
   every write is conditional on ``revision``. Rows are never removed, so the foreign keys of the other two
   tables need no cascade.
 - ``revisions``: the history, one row per revision, appended by every write; a delete's row has no body.
+- ``step_progress``: the live step progress of each document (``domain/step_progress.py``): one row per
+  (document, step key), replaced on each change (a new ``seq``), applied by reads on top of the current
+  revision; the next revision of the document holds them and deletes them, and so does a delete.
 - ``doc_references``: the references of each current document, replaced on each write and removed on
   delete, indexed by target so "who refers to me" is an index lookup rather than a scan of bodies.
 - ``queue_items``: the broker's durable queue (worker tasks and agent jobs alike), one row per item with
@@ -129,6 +132,25 @@ doc_references = sa.Table(
     # The referring document must exist; the referred one need not (dangling references are allowed).
     sa.ForeignKeyConstraint(["from_type", "from_name"], ["documents.type", "documents.name"]),
     sa.Index("ix_doc_references_to", "to_type", "to_name"),
+)
+
+# Step progress (domain/step_progress.py): a row is replaced (delete + insert) on each change, so ``seq`` only
+# grows; AUTOINCREMENT on SQLite so that a seq is never reused after the rows with the highest ones went.
+step_progress = sa.Table(
+    "step_progress",
+    metadata,
+    sa.Column(
+        "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("type", _key(), nullable=False),
+    sa.Column("name", _key(), nullable=False),
+    sa.Column("key", dialects.bytewise_text(), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),  # the document revision the row was written against
+    sa.Column("time", UtcDateTime, nullable=False),
+    sa.Column("entry", _body(nullable=False), nullable=False),
+    sa.UniqueConstraint("type", "name", "key"),  # also the index of "the rows of one document"
+    sa.ForeignKeyConstraint(["type", "name"], ["documents.type", "documents.name"]),
+    sqlite_autoincrement=True,
 )
 
 # Persistent host-name counters ``{counter(NAME, START)}`` (lifecycle.md §4.7): global, only ever growing.

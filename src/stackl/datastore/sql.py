@@ -7,6 +7,11 @@ retry its transaction. The same write appends the history row and replaces the d
 the same transaction. Each transaction remembers the rows it read (``get``, ``get_many``, ``list``), so
 the usual read-validate-write costs one SELECT, and a second read of a key returns what the first saw.
 
+Step progress (``domain/step_progress.py``): each document read also says whether the document has progress
+rows (an ``EXISTS`` on the ``step_progress`` index), and only then are they read (one query per read, or per
+chunk of ``get_many``/``list``) and applied to the body. ``put_progress`` locks the document row without
+reading its body, then replaces the step's row: its cost does not depend on the document's size.
+
 With a ``SecretBox`` the secret values of each body are encrypted on their way into ``documents`` and
 ``revisions`` and decrypted on the way out (``datastore/encryption.py``): the database holds no secret in clear,
 and callers see the same bodies as without encryption.
@@ -21,6 +26,7 @@ the primary key; the last revision of a history page.
 
 import asyncio
 import builtins
+import copy
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -47,8 +53,9 @@ from stackl.datastore.base import (
 )
 from stackl.datastore.encryption import SecretBox
 from stackl.datastore.schema import counters as counters_table
-from stackl.datastore.schema import doc_references, documents, revisions
+from stackl.datastore.schema import doc_references, documents, revisions, step_progress
 from stackl.domain.clock import Clock, SystemClock
+from stackl.domain.step_progress import ProgressRow, apply_progress
 
 Key = tuple[str, str]
 MANY_CHUNK = 500  # names per IN (...) of get_many: far below every bound-parameter limit
@@ -62,11 +69,17 @@ _HAS_REFERENCES = (  # a write of a document that has no recorded references ski
     .where(doc_references.c.from_type == documents.c.type, doc_references.c.from_name == documents.c.name)
     .label("has_references")
 )
+_PROGRESS = step_progress.c
+_HAS_PROGRESS = (  # a read of a document that has no progress rows skips their SELECT
+    sa.exists()
+    .where(_PROGRESS.type == documents.c.type, _PROGRESS.name == documents.c.name)
+    .label("has_progress")
+)
 
 # The statements of the hot path are built once, with bound parameters (``key_*`` select the row), so
 # SQLAlchemy neither rebuilds them nor recomputes their cache keys on every call. An UPDATE takes its SET
 # columns from the names of the other parameters.
-_SELECT_MANY = sa.select(*documents.c, _HAS_REFERENCES).where(documents.c.type == _T)
+_SELECT_MANY = sa.select(*documents.c, _HAS_REFERENCES, _HAS_PROGRESS).where(documents.c.type == _T)
 _SELECT_ONE = _SELECT_MANY.where(documents.c.name == _N)
 # In a write transaction the row is locked as it is read (PostgreSQL; SQLite has one writer anyway), so that
 # concurrent read-modify-writes of one document queue instead of failing their conditional write.
@@ -86,6 +99,31 @@ _SELECT_REFERRERS = (
 _SELECT_REVISION = sa.select(revisions).where(
     revisions.c.type == _T, revisions.c.name == _N, revisions.c.revision == _R
 )
+_SELECT_PROGRESS = (
+    sa.select(step_progress).where(_PROGRESS.type == _T, _PROGRESS.name == _N).order_by(_PROGRESS.seq)
+)
+# put_progress holds the document as ``get`` does, but reads only its revision, never its body.
+_LOCK_REVISION = (
+    sa.select(documents.c.revision, documents.c.deleted)
+    .where(documents.c.type == _T, documents.c.name == _N)
+    .with_for_update()
+)
+_SELECT_VERSION = sa.select(
+    documents.c.revision,
+    documents.c.deleted,
+    sa.select(sa.func.max(_PROGRESS.seq))
+    .where(_PROGRESS.type == documents.c.type, _PROGRESS.name == documents.c.name)
+    .scalar_subquery()
+    .label("progress"),
+).where(documents.c.type == _T, documents.c.name == _N)
+_DELETE_STEP_PROGRESS = step_progress.delete().where(
+    _PROGRESS.type == _T, _PROGRESS.name == _N, _PROGRESS.key == sa.bindparam("key_step")
+)
+_DELETE_PROGRESS_UP_TO = step_progress.delete().where(
+    _PROGRESS.type == _T, _PROGRESS.name == _N, _PROGRESS.seq <= sa.bindparam("key_seq")
+)
+_DELETE_PROGRESS = step_progress.delete().where(_PROGRESS.type == _T, _PROGRESS.name == _N)
+_INSERT_PROGRESS = step_progress.insert()
 _COUNT = sa.select(sa.func.count()).where(documents.c.type == _T, documents.c.deleted.is_(False))
 
 
@@ -96,6 +134,8 @@ class _Seen:
     revision: int
     document: StoredDocument | None
     has_references: bool
+    has_progress: bool = False
+    progress_read: int = 0  # the highest progress seq read: a write of the document deletes the rows up to it
 
 
 class SqlDocumentStore(DocumentStore):
@@ -251,7 +291,10 @@ class SqlTransaction(Transaction):
 
     def _remember(self, row: sa.Row[Any]) -> StoredDocument | None:
         document = None if row.deleted else self._document(row)
-        self._seen[(row.type, row.name)] = _Seen(row.revision, document, bool(row.has_references))
+        has_progress = bool(row.has_progress)
+        self._seen[(row.type, row.name)] = _Seen(
+            row.revision, document, bool(row.has_references), has_progress
+        )
         return document
 
     async def _read(self, key: Key) -> _Seen | None:
@@ -262,7 +305,37 @@ class SqlTransaction(Transaction):
                 self._seen[key] = None
             else:
                 self._remember(row)
+                await self._apply_progress([key])
         return self._seen[key]
+
+    async def _apply_progress(self, keys: Sequence[Key]) -> None:
+        """Read the progress rows of the keys just remembered that have some, and apply them to their bodies."""
+        wanted: dict[str, list[str]] = {}
+        for key in keys:
+            seen = self._seen.get(key)
+            if seen is not None and seen.has_progress and seen.document is not None:
+                wanted.setdefault(key[0], []).append(key[1])
+        for doc_type, names in wanted.items():
+            for start in range(0, len(names), MANY_CHUNK):
+                chunk = names[start : start + MANY_CHUNK]
+                query = sa.select(step_progress).where(_PROGRESS.type == doc_type, _PROGRESS.name.in_(chunk))
+                rows: dict[str, list[ProgressRow]] = {}
+                for row in (await self._execute(query.order_by(_PROGRESS.seq))).all():
+                    rows.setdefault(row.name, []).append(_progress_row(row))
+                for name, found in rows.items():
+                    self._apply((doc_type, name), found, fresh=True)
+
+    def _apply(self, key: Key, rows: Sequence[ProgressRow], *, fresh: bool = False) -> None:
+        """Apply rows to the remembered document; ``fresh``: its body was just parsed, no caller holds it."""
+        seen = self._seen[key]
+        if seen is None or seen.document is None:  # pragma: no cover - callers pass live keys only
+            return
+        document = seen.document
+        body = document.body if fresh else copy.deepcopy(document.body)
+        applied = apply_progress(body, rows, document.revision)
+        document = dataclasses.replace(document, body=body, progress_seq=applied)
+        read = max(seen.progress_read, *(row.seq for row in rows))
+        self._seen[key] = dataclasses.replace(seen, document=document, progress_read=read)
 
     # --- reads -------------------------------------------------------------------------------------------
     async def get(self, *, doc_type: str, name: str) -> StoredDocument | None:
@@ -283,6 +356,7 @@ class SqlTransaction(Transaction):
                 self._seen.update(dict.fromkeys(((doc_type, n) for n in chunk), None))  # absent unless found
                 for row in rows:
                     self._remember(row)
+                await self._apply_progress([(doc_type, name) for name in chunk])
         found = {}
         for key in wanted:
             seen = self._seen[key]
@@ -293,7 +367,9 @@ class SqlTransaction(Transaction):
     async def list(self, query: ListQuery) -> Page[StoredDocument]:
         rules.check_limit(query.limit)
         statement = (
-            sa.select(*documents.c, _HAS_REFERENCES).where(documents.c.deleted.is_(False)).order_by(*_KEY)
+            sa.select(*documents.c, _HAS_REFERENCES, _HAS_PROGRESS)
+            .where(documents.c.deleted.is_(False))
+            .order_by(*_KEY)
         )
         if query.types:
             statement = statement.where(documents.c.type.in_(list(query.types)))
@@ -310,13 +386,30 @@ class SqlTransaction(Transaction):
         if query.limit is not None:
             statement = statement.limit(query.limit + 1)
         rows = (await self._execute(statement)).all()
-        items = [document for row in rows if (document := self._remember(row)) is not None]
+        for row in rows:
+            self._remember(row)
+        await self._apply_progress([(row.type, row.name) for row in rows])
+        items = []
+        for row in rows:
+            seen = self._seen[(row.type, row.name)]
+            if seen is not None and seen.document is not None:
+                items.append(seen.document)
         if query.limit is not None and len(items) > query.limit:
             items = items[: query.limit]
             return Page(items=items, next_cursor=rules.encode_list_cursor(items[-1].type, items[-1].name))
         return Page(items=items)
 
     # ``builtins.list``: in this class body, ``list`` names the method above.
+    async def version(self, *, doc_type: str, name: str) -> tuple[int, int] | None:
+        row = (await self._execute(_SELECT_VERSION, _key((doc_type, name)))).first()
+        if row is None or row.deleted:
+            return None
+        return int(row.revision), int(row.progress or 0)
+
+    async def progress(self, *, doc_type: str, name: str) -> builtins.list[ProgressRow]:
+        rows = await self._execute(_SELECT_PROGRESS, _key((doc_type, name)))
+        return [_progress_row(row) for row in rows]
+
     async def referrers(self, *, doc_type: str, name: str) -> builtins.list[Referrer]:
         rows = await self._execute(_SELECT_REFERRERS, _key((doc_type, name)))
         return [Referrer(type=r.from_type, name=r.from_name, path=r.path) for r in rows]
@@ -412,7 +505,8 @@ class SqlTransaction(Transaction):
             must_exist=must_exist,
         )
         text = rules.dumps(body)
-        if live is not None and rules.dumps(live.body) == text:
+        folded = seen.progress_read if seen is not None else 0  # progress rows this write holds
+        if live is not None and not folded and rules.dumps(live.body) == text:
             return WriteResult(action="unchanged", document=live)
         now = rules.timestamp(self._clock)
         revision = seen.revision + 1 if seen is not None else 1
@@ -428,6 +522,7 @@ class SqlTransaction(Transaction):
         )
         sealed = self._seal(document.body)  # what the database holds: secret values encrypted
         values = _values(document) | {"body": sealed, "deleted": False}
+        del values["progress_seq"]  # not a column: what reads applied
         if seen is None:
             await self._write(key, self._insert_document, values)
         else:
@@ -441,7 +536,10 @@ class SqlTransaction(Transaction):
         if refs := rules.unique_references(references):
             rows = [{"from_type": doc_type, "from_name": name} | _values(r) for r in refs]
             await self._execute(_INSERT_REFERENCES, rows)
-        self._seen[key] = _Seen(revision, document, has_references=bool(refs))
+        if folded:
+            await self._execute(_DELETE_PROGRESS_UP_TO, _key(key) | {"key_seq": folded})
+        has_progress = seen is not None and seen.has_progress  # rows newer than the read (none in practice)
+        self._seen[key] = _Seen(revision, document, has_references=bool(refs), has_progress=has_progress)
         return WriteResult(action="updated" if live is not None else "created", document=document)
 
     async def delete(
@@ -472,8 +570,35 @@ class SqlTransaction(Transaction):
         await self._append(RevisionEntry(doc_type, name, revision, "delete", now, subject, None, task_id))
         if seen.has_references:
             await self._execute(_DELETE_REFERENCES, _key(key))
+        if seen.has_progress:
+            await self._execute(_DELETE_PROGRESS, _key(key))
         self._seen[key] = _Seen(revision, None, has_references=False)
         return revision
+
+    async def put_progress(self, *, doc_type: str, name: str, key: str, entry: dict[str, Any]) -> int:
+        rules.check_writable(self._readonly)
+        doc_key = (doc_type, name)
+        locked = (await self._execute(_LOCK_REVISION, _key(doc_key))).first()
+        if locked is None or locked.deleted:
+            raise errors.DocumentNotFound(doc_type, name)
+        stored = ProgressRow(
+            key=key,
+            seq=0,
+            revision=int(locked.revision),
+            time=rules.timestamp(self._clock),
+            entry=json.loads(rules.dumps(entry)),  # a copy: the caller may go on mutating ``entry``
+        )
+        await self._execute(_DELETE_STEP_PROGRESS, _key(doc_key) | {"key_step": key})
+        values = {"type": doc_type, "name": name} | _values(stored)
+        del values["seq"]
+        inserted = await self._execute(_INSERT_PROGRESS, values)
+        seq = int((inserted.inserted_primary_key or (0,))[0])
+        seen = self._seen.get(doc_key)
+        if seen is not None:  # a later read in this transaction shows the row, as in the memory store
+            self._seen[doc_key] = dataclasses.replace(seen, has_progress=True)
+            if seen.document is not None and seen.revision == stored.revision:
+                self._apply(doc_key, [dataclasses.replace(stored, seq=seq)])
+        return seq
 
     async def _write(self, key: Key, statement: sa.Executable, parameters: dict[str, Any]) -> None:
         """Run a conditional write of one document row; no row written means a concurrent writer won."""
@@ -492,7 +617,7 @@ def _key(key: Key, revision: int | None = None) -> dict[str, Any]:
     return parameters
 
 
-def _values(item: StoredDocument | RevisionEntry | Reference) -> dict[str, Any]:
+def _values(item: StoredDocument | RevisionEntry | Reference | ProgressRow) -> dict[str, Any]:
     """The dataclass as column values: its fields are named after the columns."""
     return {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
 
@@ -501,8 +626,15 @@ def _without_key(values: dict[str, Any]) -> dict[str, Any]:
     return {column: value for column, value in values.items() if column not in ("type", "name")}
 
 
+_DOCUMENT_COLUMNS = tuple(f.name for f in dataclasses.fields(StoredDocument) if f.name != "progress_seq")
+
+
 def _document(row: sa.Row[Any]) -> StoredDocument:
-    return StoredDocument(**{f.name: getattr(row, f.name) for f in dataclasses.fields(StoredDocument)})
+    return StoredDocument(**{name: getattr(row, name) for name in _DOCUMENT_COLUMNS})
+
+
+def _progress_row(row: sa.Row[Any]) -> ProgressRow:
+    return ProgressRow(key=row.key, seq=int(row.seq), revision=row.revision, time=row.time, entry=row.entry)
 
 
 def _entry(row: sa.Row[Any]) -> RevisionEntry:

@@ -19,7 +19,12 @@ HistoryAction = Literal["create", "update", "delete", "restore", "status", "outp
 
 @dataclass(frozen=True, slots=True)
 class StoredDocument:
-    """The current revision of a document and its metadata."""
+    """The current revision of a document and its metadata.
+
+    ``body`` is the revision's body with the live step progress applied (``domain/step_progress.py``);
+    ``progress_seq`` is the highest progress row applied (0: none), so a change of progress, which writes no
+    revision, still changes (``revision``, ``progress_seq``).
+    """
 
     type: str
     name: str
@@ -29,6 +34,7 @@ class StoredDocument:
     created_by: str
     updated_at: datetime
     updated_by: str
+    progress_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,7 +276,8 @@ async def get(ports: Ports, doc_type: str, name: str, *, revision: int | None = 
     check_type(doc_type)
     async with ports.store.transaction(readonly=True) as tx:
         stored = await tx.get(doc_type=doc_type, name=name)
-        if revision is None or (stored is not None and stored.revision == revision):
+        current = stored is not None and stored.revision == revision and not stored.progress_seq
+        if revision is None or current:  # with live step progress, revision N is the stored one
             if stored is None:
                 raise errors.DocumentNotFound(doc_type, name)
             return stored

@@ -7,8 +7,15 @@ changed), so every server derives the same event with the same id, and a client 
 server with ``Last-Event-ID`` resumes where it was (within that server's buffer; older → ``reset``).
 
 Kinds: ``document.created|updated|deleted|restored`` (a ``status``/``outputs`` write is an update),
-``outputs.updated``, ``step.updated`` (a step's status changed between two revisions of a stack instance),
+``outputs.updated``, ``step.updated`` (a step's status changed between two revisions of a stack instance, or
+by its step progress, which is no revision: ``domain/step_progress.py``),
 ``task.queued|started|succeeded|failed|cancelled``, ``agent.online|offline``.
+
+Step progress: a listing returns instances with their live progress applied and its highest ``seq``
+(``progress_seq``). When that moves, the hub diffs the body it last saw against the current one; each
+changed step gets its event from its own progress row (the row's time and ``seq``), so every server derives
+the same id whichever polls saw the intermediate states. A revision that later holds that progress (the
+task's end) changes nothing more against the body already seen, so it adds no second ``step.updated``.
 
 Cost: one listing of current documents and of active tasks per poll (``poll_s``, 1 s while someone follows
 the stream, ``idle_poll_s`` otherwise), plus the history of the documents that changed. That is fine for
@@ -31,6 +38,7 @@ from stackl import errors
 from stackl.broker.base import Item, State
 from stackl.datastore.base import ListQuery, RevisionEntry, StoredDocument
 from stackl.domain.clock import rfc3339
+from stackl.domain.step_progress import ProgressRow
 from stackl.usecases.agents import OFFLINE_AFTER_S
 from stackl.usecases.ports import Ports
 from stackl.usecases.tasks import TASKS_QUEUE
@@ -191,36 +199,82 @@ def _steps(body: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     return found
 
 
+_WATCHED = ("status", "error_message", "attempt", "task_id")
+
+
 def step_events(name: str, before: Mapping[str, Any] | None, entry: RevisionEntry) -> list[Event]:
     """``step.updated`` for every step whose status, error or attempt differs from the previous revision."""
     old, new = _steps(before), _steps(entry.body)
     out: list[Event] = []
     for step, now in new.items():
         was = old.get(step, {})
-        watched = ("status", "error_message", "attempt", "task_id")
-        if all(was.get(k) == now.get(k) for k in watched):
+        if all(was.get(k) == now.get(k) for k in _WATCHED):
             continue
+        task_id = now.get("task_id") or entry.task_id
+        out.append(_step_event(name, str(entry.revision), step, now, entry.time, entry.subject, task_id))
+    return out
+
+
+def _step_event(
+    name: str, change: str, step: str, now: Mapping[str, Any], moment: datetime, subject: str, task_id: Any
+) -> Event:
+    return make_event(
+        moment,
+        "step.updated",
+        key=f"{name}|{change}|{step}",
+        resource=(SI, name),
+        subject=subject,
+        task_id=str(task_id or "") or None,
+        stack_instance=name,
+        data={
+            "step": step,
+            "service": now.get("service"),
+            "functional_requirement": now.get("functional_requirement"),
+            "infrastructure_target": now.get("infrastructure_target"),
+            "status": now.get("status"),
+            "error_message": now.get("error_message", ""),
+            "attempt": now.get("attempt"),
+        },
+    )
+
+
+def progress_events(
+    name: str, before: Mapping[str, Any] | None, after: Mapping[str, Any], rows: Sequence[ProgressRow]
+) -> list[Event]:
+    """``step.updated`` (and ``outputs.updated``) for what the progress rows changed since ``before``.
+
+    Each changed step's event takes the time and ``seq`` of the step's row; a change without a row (not one
+    that progress made) is left to the revision that made it.
+    """
+    by_key = {row.key: row for row in rows}
+    old, new = _steps(before), _steps(after)
+    out: list[Event] = []
+    for step, now in new.items():
+        row = by_key.get(step)
+        was = old.get(step, {})
+        if row is None or all(was.get(k) == now.get(k) for k in _WATCHED):
+            continue
+        out.append(_step_event(name, f"p{row.seq}", step, now, row.time, _subject(row), now.get("task_id")))
+    with_outputs = [row for row in rows if row.entry.get("outputs")]
+    if with_outputs and (before or {}).get("instance_outputs") != after.get("instance_outputs"):
+        row = max(with_outputs, key=lambda r: r.seq)
         out.append(
             make_event(
-                entry.time,
-                "step.updated",
-                key=f"{name}|{entry.revision}|{step}",
+                row.time,
+                "outputs.updated",
+                key=f"{SI}|{name}|p{row.seq}",
                 resource=(SI, name),
-                subject=entry.subject,
-                task_id=str(now.get("task_id") or entry.task_id or "") or None,
+                subject=_subject(row),
+                task_id=str(row.entry.get("task_id") or "") or None,
                 stack_instance=name,
-                data={
-                    "step": step,
-                    "service": now.get("service"),
-                    "functional_requirement": now.get("functional_requirement"),
-                    "infrastructure_target": now.get("infrastructure_target"),
-                    "status": now.get("status"),
-                    "error_message": now.get("error_message", ""),
-                    "attempt": now.get("attempt"),
-                },
+                data={"progress_seq": row.seq},
             )
         )
     return out
+
+
+def _subject(row: ProgressRow) -> str:
+    return str(row.entry.get("subject") or "worker")
 
 
 def document_events(entry: RevisionEntry, before: Mapping[str, Any] | None) -> list[Event]:
@@ -307,7 +361,7 @@ class EventHub:
         self.subscribers = 0
         self.started_at: datetime | None = None  # events before this are not buffered (resume → reset)
         self._baseline = False
-        self._docs: dict[tuple[str, str], int] = {}
+        self._docs: dict[tuple[str, str], tuple[int, int]] = {}  # (revision, progress seq) last seen
         self._bodies: dict[str, dict[str, Any]] = {}  # stack instance → last body (for step diffs)
         self._tasks: dict[str, set[str]] = {}  # active or recently seen task → kinds emitted
         self._agents: dict[str, bool] = {}  # agent instance id → online
@@ -372,34 +426,47 @@ class EventHub:
                 if not cursor or not page.items:
                     break
             if not self._baseline:
-                self._docs = {key: doc.revision for key, doc in current.items()}
+                self._docs = {key: (doc.revision, doc.progress_seq) for key, doc in current.items()}
                 self._bodies = {name: doc.body for (t, name), doc in current.items() if t == SI}
                 return []
             out: list[Event] = []
-            changed = [k for k, d in current.items() if d.revision > self._docs.get(k, 0)]
+            changed = [k for k, d in current.items() if (d.revision, d.progress_seq) != self._docs.get(k)]
             gone = [k for k in self._docs if k not in current]
             for key in [*changed, *gone]:
-                known = self._docs.get(key, 0)
-                try:
-                    history = await tx.history(doc_type=key[0], name=key[1], limit=_HISTORY_MAX)
-                except errors.NotFound:
-                    self._docs.pop(key, None)
-                    continue
-                entries = sorted((e for e in history.items if e.revision > known), key=lambda e: e.revision)
-                for entry in entries:
-                    before = self._bodies.get(key[1]) if key[0] == SI else None
-                    out += document_events(entry, before)
-                    if entry.task_id:
-                        self._tasks.setdefault(entry.task_id, set())
-                    if key[0] == SI:
-                        if entry.body is None:
-                            self._bodies.pop(key[1], None)
-                        else:
-                            self._bodies[key[1]] = entry.body
-                if entries:
-                    self._docs[key] = entries[-1].revision
+                known, now = self._docs.get(key, (0, 0))[0], current.get(key)
+                last = known
+                if now is None or now.revision != known:
+                    try:
+                        history = await tx.history(doc_type=key[0], name=key[1], limit=_HISTORY_MAX)
+                    except errors.NotFound:
+                        self._docs.pop(key, None)
+                        continue
+                    out += self._revision_events(key, [e for e in history.items if e.revision > known])
+                    last = max([known, *(e.revision for e in history.items)])
+                if now is not None and key[0] == SI and now.progress_seq:
+                    rows = await tx.progress(doc_type=SI, name=key[1])
+                    live = [row for row in rows if row.revision == now.revision]
+                    out += progress_events(key[1], self._bodies.get(key[1]), now.body, live)
+                    self._bodies[key[1]] = now.body
+                if now is not None:
+                    self._docs[key] = (max(now.revision, last), now.progress_seq)
                 if key in gone:
                     self._docs.pop(key, None)
+        return out
+
+    def _revision_events(self, key: tuple[str, str], entries: list[RevisionEntry]) -> list[Event]:
+        """The events of a document's new revisions, oldest first; stack instances' bodies kept for diffs."""
+        out: list[Event] = []
+        for entry in sorted(entries, key=lambda e: e.revision):
+            before = self._bodies.get(key[1]) if key[0] == SI else None
+            out += document_events(entry, before)
+            if entry.task_id:
+                self._tasks.setdefault(entry.task_id, set())
+            if key[0] == SI:
+                if entry.body is None:
+                    self._bodies.pop(key[1], None)
+                else:
+                    self._bodies[key[1]] = entry.body
         return out
 
     async def _task_changes(self) -> list[Event]:

@@ -165,13 +165,16 @@ async def get_task(
     first = await task_view(ports, item, include_steps=include_steps)
     if wait_s <= 0 or item.final:
         return first
-    delay = 0.01
+    delay, seen = 0.01, item.updated_at
     while time.monotonic() < end:
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, POLL_S)
         current = await ports.broker.get(task_id)
         if current is None:
             break
+        if current.updated_at == seen:
+            continue  # steps change only in an activation, which changes the task (claim, park, end)
+        seen = current.updated_at
         view = await task_view(ports, current, include_steps=include_steps)
         if current.final or view["state"] != first["state"] or view["progress"] != first["progress"]:
             return view

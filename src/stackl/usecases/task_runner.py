@@ -5,7 +5,16 @@ request already wrote the instance with every step ``in_progress`` and put the p
 step with its resolved invocation; the replicas' parameters of layers 1-9). Here each step, when it comes due,
 gets its job payload (agents.md §2: layer 10, the outputs present now, is added at dispatch; secrets in clear
 only there), a job on ``agent:<agent>`` enqueued in the same transaction that records its id in the instance;
-when the job has ended, its status and outputs (§4.6) are recorded as a new instance revision.
+when the job has ended, its status and outputs (§4.6) are recorded.
+
+Step progress is not a revision: each change of a step (marked, dispatched, ended, removed) is one small row
+beside the instance (``tx.put_progress``, ``domain/step_progress.py``) that reads of the instance apply, so
+its cost does not grow with the instance. The task's end writes one revision with the final statuses (its
+read applied the rows, so the revision holds them and they are deleted). Structural changes while the task
+runs (the rollback marker, ``revision_before`` restored, removed replicas) are revisions, as task outcomes.
+Between two activations a process keeps the instance as its last activation left it (``_kept``), and the next
+one reuses it when the store's ``version`` (revision, highest progress seq) still matches: an activation then
+costs two index lookups instead of reading and decoding the whole instance.
 
 Event-driven: a task never waits for a job while holding a worker. Each *activation* (a worker's claim of the
 task) replays the plan from the start against the durable state: steps this task already finished are read
@@ -23,6 +32,9 @@ commit together in one last transaction.
 import asyncio
 import contextlib
 import copy
+import dataclasses
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,7 +52,8 @@ from stackl.domain.clock import rfc3339
 from stackl.domain.ids import ulid
 from stackl.domain.jobs import JobPayload
 from stackl.domain.outputs import merge_outputs, refresh_parameters
-from stackl.domain.step_status import cut_error, entry_key, find_entry, step_key
+from stackl.domain.step_progress import apply_entry, index_entries, progress_key
+from stackl.domain.step_status import cut_error, entry_key, step_key
 from stackl.usecases import documents as document_cases
 from stackl.usecases import task_queries
 from stackl.usecases.agents import JOB_KIND, queue_of
@@ -53,6 +66,20 @@ log = structlog.get_logger(__name__)
 SI = "stack_instance"
 TIMED_OUT = "not run: task timed out"
 CANCELLED = "not run: task cancelled"
+
+
+# Instances a process keeps between the activations of their tasks, per store (the least recently used go).
+KEPT = 8
+_kept: "weakref.WeakKeyDictionary[object, OrderedDict[str, StoredDocument]]" = weakref.WeakKeyDictionary()
+
+
+def _keep(store: object, stored: StoredDocument) -> None:
+    """Keep the instance as this process last read or wrote it, for the task's next activation."""
+    kept = _kept.setdefault(store, OrderedDict())
+    kept[stored.name] = stored
+    kept.move_to_end(stored.name)
+    while len(kept) > KEPT:
+        kept.popitem(last=False)
 
 
 class TaskStopped(Exception):
@@ -93,6 +120,8 @@ class TaskRun:
     remove_document: bool = False  # the last transaction deletes the instance (a delete, an undone create)
     record: dict[str, Any] | None = None  # the steps as the main phase left them, kept while rolling back
     _cached: StoredDocument | None = None  # the instance as this activation last read or wrote it
+    _index: dict[str, dict[str, Any]] = field(default_factory=dict)  # its status entries by progress key
+    _indexed: Any = None  # the body ``_index`` was built from
 
     @property
     def task_id(self) -> str:
@@ -109,8 +138,10 @@ class TaskRun:
         return await document_cases.in_transaction(self.ports, fenced)
 
     def _remember(self, stored: StoredDocument) -> None:
-        if self._cached is None or stored.revision > self._cached.revision:
+        cached = self._cached
+        if cached is None or (stored.revision, stored.progress_seq) > (cached.revision, cached.progress_seq):
             self._cached = stored
+            _keep(self.ports.store, stored)
 
     async def _update(self, change: Any, *, subject: str = "worker", extra: ItemSpec | None = None) -> None:
         """Read the instance, apply ``change(body)`` (which may return False to write nothing), write it."""
@@ -143,42 +174,75 @@ class TaskRun:
         """The instance: read once per activation, then as this task wrote it.
 
         The task is the only writer of statuses; ``POST /outputs`` changes none, and is read at the next
-        activation.
+        activation (its revision changes the version, so the kept copy is not reused).
         """
         if self._cached is not None:
             return self._cached
+        kept_here = _kept.get(self.ports.store)
+        kept = kept_here.get(self.name) if kept_here is not None else None
         async with self.ports.store.transaction(readonly=True) as tx:
-            stored = await tx.get(doc_type=SI, name=self.name)
+            version = await tx.version(doc_type=SI, name=self.name) if kept is not None else None
+            if kept is not None and version == (kept.revision, kept.progress_seq):
+                stored: StoredDocument | None = kept  # unchanged since this process last had it
+            else:
+                stored = await tx.get(doc_type=SI, name=self.name)
         if stored is None:
             raise errors.InstanceNotFound(f"Stack instance {self.name} not found")
         self._remember(stored)
         return stored
 
+    async def _progress(
+        self, step: Mapping[str, Any], entry: dict[str, Any], *, extra: ItemSpec | None = None
+    ) -> None:
+        """Record a change of one step as a progress row (no revision), fenced; ``extra`` enqueued with it.
+
+        The entry is applied to this activation's copy of the instance (``_read``) once committed: the row is
+        written without reading the instance, so its cost does not grow with the instance.
+        """
+        cached = await self._read()
+        key, name = progress_key(step_key(step)), self.name
+        entry = {"task_id": self.task_id, **entry}
+        current = self._entry(cached, step_key(step))
+        if "status" in entry and current is not None:
+            # One row per step, replaced by its next change: the row holds the step's whole status entry.
+            entry["status"] = {**current, **entry["status"]}
+        if entry.get("outputs"):  # refused before anything is stored: an invalid row would break every read
+            merge_outputs({"services": {"x": [{}]}}, "x", 0, entry["outputs"])
+
+        async def work(tx: Transaction) -> int:
+            try:
+                seq = await tx.put_progress(doc_type=SI, name=name, key=key, entry=entry)
+            except errors.DocumentNotFound:
+                raise errors.InstanceNotFound(f"Stack instance {name} not found") from None
+            if extra is not None:
+                await self.ports.broker.enqueue(extra, tx=tx)
+            return int(seq)
+
+        seq = await self._fenced(work)
+        apply_entry(cached.body, key, entry, self._index if self._indexed is cached.body else None)
+        self._cached = dataclasses.replace(cached, progress_seq=seq)
+        _keep(self.ports.store, self._cached)
+
+    def _entry(self, stored: StoredDocument, key: tuple[str, int, str]) -> dict[str, Any] | None:
+        """A copy of a step's status entry in ``stored``, through an index: the replay finds each step in O(1)."""
+        if self._indexed is not stored.body:
+            self._index, self._indexed = index_entries(stored.body), stored.body
+        found = self._index.get(progress_key(key))
+        return dict(found) if found is not None else None
+
     async def _mark(self, step: Mapping[str, Any], status: str, message: str) -> None:
-        key = step_key(step)
-
-        def change(body: dict[str, Any]) -> bool:
-            for entry in body.get("status", []):
-                if entry_key(entry) == key:
-                    if entry.get("status") == status and entry.get("error_message") == message:
-                        return False
-                    entry.update(status=status, error_message=cut_error(message), task_id=self.task_id)
-                    entry.setdefault("action", step["action"])
-                    return True
-            return False
-
-        await self._update(change)
+        entry = self._entry(await self._read(), step_key(step))
+        if entry is None or (entry.get("status") == status and entry.get("error_message") == message):
+            return
+        fields = {"status": status, "error_message": cut_error(message), "task_id": self.task_id}
+        if "action" not in entry:
+            fields["action"] = step["action"]
+        await self._progress(step, {"status": fields})
 
     async def _remove(self, step: Mapping[str, Any]) -> None:
-        key = step_key(step)
-
-        def change(body: dict[str, Any]) -> bool:
-            before = len(body.get("status", []))
-            body["status"] = [e for e in body.get("status", []) if entry_key(e) != key]
-            (body.get("steps") or {}).pop(str(step["id"]), None)
-            return len(body["status"]) != before
-
-        await self._update(change)
+        if self._entry(await self._read(), step_key(step)) is None:
+            return
+        await self._progress(step, {"removed": True, "step_id": str(step["id"])})
 
     # --- control -------------------------------------------------------------------------------------
     def _check_stop(self) -> None:
@@ -217,7 +281,7 @@ class TaskRun:
 
     async def _skip(self, step: Mapping[str, Any], reason: str) -> None:
         stored = await self._read()
-        entry = find_entry(stored.body, step_key(step))
+        entry = self._entry(stored, step_key(step))
         if entry is None or (entry.get("status") != "in_progress"):
             return  # removed (a READY delete) or already final
         await self._mark(step, "SKIPPED", reason)
@@ -275,7 +339,7 @@ class TaskRun:
         """Run one step to its end; True when it is READY, skipped by policy or removed."""
         key = step_key(step)
         stored = await self._read()
-        entry = find_entry(stored.body, key)
+        entry = self._entry(stored, key)
         if step["action"] == "delete" and entry is None:
             return True  # deleted by an earlier run of this task
         if (
@@ -357,25 +421,17 @@ class TaskRun:
             id=job_id,
             parent_id=self.task_id,  # the job's end wakes this task
         )
-        key = step_key(step)
-        started_at = rfc3339(self.ports.clock.now())
-
-        def change(body: dict[str, Any]) -> bool:
-            for entry in body.get("status", []):
-                if entry_key(entry) == key:
-                    entry.update(
-                        status="in_progress",
-                        error_message="",
-                        action=step["action"],
-                        task_id=self.task_id,
-                        job_id=job_id,
-                        started_at=started_at,
-                        finished_at=None,
-                        input_hash=payload["input_hash"],
-                    )
-            return True
-
-        await self._update(change, extra=spec)
+        fields = {
+            "status": "in_progress",
+            "error_message": "",
+            "action": step["action"],
+            "task_id": self.task_id,
+            "job_id": job_id,
+            "started_at": rfc3339(self.ports.clock.now()),
+            "finished_at": None,
+            "input_hash": payload["input_hash"],
+        }
+        await self._progress(step, {"status": fields}, extra=spec)
         log.info("step_dispatched", task_id=self.task_id, step=step["id"], job_id=job_id, agent=step["agent"])
         return job_id
 
@@ -431,32 +487,25 @@ class TaskRun:
         if ready and step["action"] == "delete":
             await self._remove(step)
             return True
-        step_id = str(step["id"])
-
-        def change(body: dict[str, Any]) -> bool:
-            for entry in body.get("status", []):
-                if entry_key(entry) == key:
-                    entry.update(
-                        status="READY" if ready else "FAILED",
-                        error_message=cut_error(message),
-                        attempt=max(item.attempt, 1),
-                        finished_at=finished,
-                        task_id=self.task_id,
-                        job_id=item.id,
-                    )
-                    if ready:
-                        records = body.setdefault("steps", {})
-                        records[step_id] = {
-                            "outputs": dict(outputs or {}),
-                            "input_hash": entry.get("input_hash"),
-                        }
-            if outputs:
-                index = None if step.get("as_group") else int(step["replica"])
-                merge_outputs(body, str(step["service"]), index, outputs)
-                refresh_parameters(body, self.base_params)
-            return True
-
-        await self._update(change, subject=f"agent:{step['agent']}")
+        entry: dict[str, Any] = {
+            "subject": f"agent:{step['agent']}",
+            "status": {
+                "status": "READY" if ready else "FAILED",
+                "error_message": cut_error(message),
+                "attempt": max(item.attempt, 1),
+                "finished_at": finished,
+                "task_id": self.task_id,
+                "job_id": item.id,
+            },
+        }
+        current = self._entry(await self._read(), key)
+        if ready and current is not None:
+            entry["step_id"] = str(step["id"])
+            entry["record"] = {"outputs": dict(outputs or {}), "input_hash": current.get("input_hash")}
+        if outputs:  # merged into the instance; displayed parameters are refreshed at the task's end
+            index = None if step.get("as_group") else int(step["replica"])
+            entry |= {"outputs": dict(outputs), "alias": str(step["service"]), "index": index}
+        await self._progress(step, entry)
         log.info(
             "step_finished", task_id=self.task_id, step=step["id"], status="READY" if ready else "FAILED"
         )
@@ -649,6 +698,8 @@ class TaskRun:
         elif failed:
             result["status"] = "failed"
         await self._end(result)
+        if (kept := _kept.get(self.ports.store)) is not None:
+            kept.pop(self.name, None)  # its outcome revision makes the copy stale
         log.info("task_finished", task_id=self.task_id, kind=self.action, status=result["status"])
 
     async def _end(self, result: dict[str, Any]) -> None:
@@ -656,8 +707,11 @@ class TaskRun:
         broker, owner, epoch = self.ports.broker, self.lease.owner, self.lease.epoch
 
         async def work(tx: Transaction) -> None:
-            if self.remove_document and await tx.get(doc_type=SI, name=self.name) is not None:
+            stored = await tx.get(doc_type=SI, name=self.name)
+            if self.remove_document and stored is not None:
                 await tx.delete(doc_type=SI, name=self.name, subject="worker", task_id=self.task_id)
+            elif stored is not None:
+                await self._fold_progress(tx, stored)
             if result["status"] == "succeeded":
                 await broker.complete(self.task_id, owner=owner, epoch=epoch, result=result, tx=tx)
             elif result["status"] == "cancelled":
@@ -669,6 +723,25 @@ class TaskRun:
                 await broker.fail(self.task_id, owner=owner, epoch=epoch, error=error, result=result, tx=tx)
 
         await self._fenced(work)
+
+    async def _fold_progress(self, tx: Transaction, stored: StoredDocument) -> None:
+        """The one revision of the task's step progress: the instance as read (rows applied), rows deleted."""
+        rows = await tx.progress(doc_type=SI, name=self.name)
+        if not rows:
+            return
+        body = copy.deepcopy(stored.body)
+        if any(row.entry.get("outputs") and row.revision == stored.revision for row in rows):
+            refresh_parameters(body, self.base_params)  # displayed parameters with the steps' outputs (§4.6)
+        await tx.put(
+            doc_type=SI,
+            name=self.name,
+            body=body,
+            subject="worker",
+            action="status",
+            if_revision=stored.revision,
+            references=document_cases.references(body),
+            task_id=self.task_id,
+        )
 
 
 def _mark_in_progress(

@@ -168,10 +168,13 @@ async def get_document(
 ) -> Response:
     """A document (or one of its revisions) in the full view; 304 when ``If-None-Match`` is current."""
     stored = await document_cases.get(ports, type, name, revision=revision)
-    unchanged = not_modified(request, stored.revision)
+    # Step progress changes a stack instance without a revision: while some is live, never answer 304 on the
+    # revision alone; ``Stackl-Progress`` tells the state apart (the ETag stays the write precondition).
+    unchanged = None if stored.progress_seq else not_modified(request, stored.revision)
     if unchanged is not None:
         return unchanged
-    return respond(request, await render(ports, stored), revision=stored.revision)
+    progress = {"Stackl-Progress": str(stored.progress_seq)} if stored.progress_seq else None
+    return respond(request, await render(ports, stored), revision=stored.revision, headers=progress)
 
 
 @router.put("/{type}/{name}", openapi_extra=OBJECT_BODY)
